@@ -1,0 +1,118 @@
+"""Source photos -> linear grayscale images -> freshly synthesised training bursts.
+
+`BurstDataset` is map-style and deterministic: sample ``k`` is a pure function of
+``(seed, k)``, so a training run that resumes at step t just asks for the next indices, and
+each DDP rank asks for its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from burstkpn.camera import gamma_expand, sample_white_level, to_grayscale
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.images import list_images, read_image
+from burstkpn.noise import NoiseRange, add_noise, sample_noise_level
+from burstkpn.synth import BurstConfig, synthesize_burst
+
+
+def load_linear_gray(path: str | Path) -> np.ndarray:
+    """A display-referred photo (8- or 16-bit) -> (H, W) float32 linear grayscale (METHOD §1.1)."""
+    image = read_image(path)
+    return to_grayscale(gamma_expand(image.pixels)).astype(np.float32)
+
+
+def image_paths(sources: list[str | Path] | str | Path) -> list[Path]:
+    """Expand folders (their images, sorted) and files into one list of image paths."""
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    paths: list[Path] = []
+    for src in sources:
+        src = Path(src)
+        paths.extend(list_images(src) if src.is_dir() else [src])
+    if not paths:
+        raise BurstKPNError("no images given")
+    return paths
+
+
+def load_images(
+    paths: list[Path], min_side: int, progress: bool = True
+) -> tuple[list[np.ndarray], list[Path]]:
+    """Decode every usable image; warn (naming them) about unreadable or too-small ones.
+
+    Returns the images and their paths; raises if none is usable.
+    """
+    from tqdm import tqdm
+
+    images, kept, unreadable, small = [], [], [], []
+    for path in tqdm(paths, desc="loading images", unit="img", disable=not progress or len(paths) < 20):
+        try:
+            image = load_linear_gray(path)
+        except BurstKPNError as exc:
+            unreadable.append(str(exc))
+            continue
+        if min(image.shape) < min_side:
+            small.append(path.name)
+            continue
+        images.append(image)
+        kept.append(path)
+    for message in unreadable:
+        print(f"burstkpn: warning: skipped {message}", file=sys.stderr)
+    if small:
+        print(
+            f"burstkpn: warning: skipped {len(small)} image(s) smaller than {min_side} px on the short side: "
+            + ", ".join(small[:5]) + (" ..." if len(small) > 5 else ""),
+            file=sys.stderr,
+        )
+    if not images:
+        raise BurstKPNError(f"no usable image among {len(paths)} (need readable images of at least {min_side} px)")
+    return images, kept
+
+
+@dataclass(frozen=True)
+class TrainingDataConfig:
+    """What the training sampler draws; defaults are the paper's."""
+
+    burst: BurstConfig = field(default_factory=BurstConfig)
+    noise: NoiseRange = field(default_factory=NoiseRange)
+    white_level: tuple[float, float] = (0.1, 1.0)
+
+
+class BurstDataset(Dataset):
+    """Training bursts synthesised on the fly from a folder (or list) of photos.
+
+    Item k is a dict of tensors:
+      ``burst`` (N, S, S) noisy linear; ``clean`` (S, S) linear ground truth (same white level);
+      ``sigma_read``, ``sigma_shot``, ``white_level`` () float32; ``shifts`` (N, 2) output pixels.
+    The length is nominal (the stream is endless): index with any k >= 0.
+    """
+
+    def __init__(self, sources, cfg: TrainingDataConfig = TrainingDataConfig(), seed: int = 0, progress: bool = True):
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.images, self.paths = load_images(image_paths(sources), cfg.burst.window, progress)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(k)])
+        image = self.images[int(rng.integers(len(self.images)))]
+        burst = synthesize_burst(image, rng, self.cfg.burst)
+        white = sample_white_level(rng, *self.cfg.white_level)
+        level = sample_noise_level(rng, self.cfg.noise)
+        clean_frames = burst.frames * white
+        return {
+            "burst": torch.from_numpy(add_noise(clean_frames, level, rng)),
+            "clean": torch.from_numpy(np.ascontiguousarray(clean_frames[0])),
+            "sigma_read": torch.tensor(level.sigma_read, dtype=torch.float32),
+            "sigma_shot": torch.tensor(level.sigma_shot, dtype=torch.float32),
+            "white_level": torch.tensor(white, dtype=torch.float32),
+            "shifts": torch.from_numpy(burst.shifts),
+        }

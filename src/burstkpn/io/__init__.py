@@ -1,0 +1,1 @@
+"""File input/output at the edges: image readers and atomic writers."""

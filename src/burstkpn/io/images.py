@@ -1,0 +1,147 @@
+"""Reading images with clear errors, and writing any output atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from burstkpn.errors import BurstKPNError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MAX_PIXELS = 200_000_000  # refuse headers claiming more than this per frame
+
+
+@dataclass
+class LoadedImage:
+    """pixels: (H, W) or (H, W, 3) float32 in [0, 1]; bit_depth: 8, 16 or 32 (float)."""
+
+    pixels: np.ndarray
+    bit_depth: int
+    path: Path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise BurstKPNError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise BurstKPNError(f"{folder}: not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise BurstKPNError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    """Decode a PNG/JPEG/TIFF/BMP into float32 [0, 1]; alpha dropped, gray-as-RGB kept as RGB.
+
+    Raises `BurstKPNError` naming the file for anything unreadable: missing, empty, truncated,
+    not an image, absurd dimensions, unsupported dtype, NaN/Inf or out-of-range float values.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BurstKPNError(f"{path}: no such file")
+    if not path.is_file():
+        raise BurstKPNError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise BurstKPNError(f"{path}: empty file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            raw = _read_tiff(path)
+        else:
+            raw = _read_pillow(path)
+    except BurstKPNError:
+        raise
+    except Exception as exc:  # decoders raise many types; the user needs the file and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BurstKPNError(f"{path}: cannot read image ({reason})") from None
+    return _to_float(raw, path)
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # header bombs raise DecompressionBombError
+    with Image.open(path) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise BurstKPNError(f"{path}: header claims {im.width}x{im.height} px, more than {MAX_PIXELS} allowed")
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im)
+            return arr.astype(np.uint16) if arr.max(initial=0) < 65536 else arr
+        if im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        if int(np.prod(page.shape[:2])) > MAX_PIXELS:
+            raise BurstKPNError(f"{path}: header claims {page.shape[1]}x{page.shape[0]} px, more than {MAX_PIXELS} allowed")
+        return page.asarray()
+
+
+def _to_float(raw: np.ndarray, path: Path) -> LoadedImage:
+    if raw.ndim == 3 and raw.shape[-1] in (2, 4):  # gray+alpha / RGBA: drop alpha
+        raw = raw[..., :-1] if raw.shape[-1] == 4 else raw[..., 0]
+    if not (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[-1] == 3)):
+        raise BurstKPNError(f"{path}: unsupported image shape {raw.shape} (expected gray or RGB)")
+    if raw.dtype == np.uint8:
+        return LoadedImage(raw.astype(np.float32) / 255.0, 8, path)
+    if raw.dtype == np.uint16:
+        return LoadedImage(raw.astype(np.float32) / 65535.0, 16, path)
+    if raw.dtype in (np.float16, np.float32, np.float64):
+        pixels = raw.astype(np.float32)
+        if not np.isfinite(pixels).all():
+            raise BurstKPNError(f"{path}: image contains NaN or Inf values")
+        if pixels.min() < 0 or pixels.max() > 1:
+            raise BurstKPNError(
+                f"{path}: float image values must lie in [0, 1], found [{pixels.min():.4g}, {pixels.max():.4g}]"
+            )
+        return LoadedImage(pixels, 32, path)
+    raise BurstKPNError(f"{path}: unsupported pixel type {raw.dtype} (use 8/16-bit integers or float in [0, 1])")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted or failed write leaves no file at ``path`` (or the previous complete one).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise BurstKPNError(f"{path}: is a folder, expected a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BurstKPNError(f"{parent}: cannot create folder ({exc.strerror})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=parent)
+    except OSError as exc:
+        raise BurstKPNError(f"{path}: cannot write here ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a uint8/uint16 (H, W) or (H, W, 3) array as PNG, atomically."""
+    import imageio.v3 as iio
+
+    with atomic_output(path) as tmp:
+        iio.imwrite(tmp, image, extension=".png")

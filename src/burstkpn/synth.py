@@ -1,0 +1,100 @@
+"""Burst synthesis with misalignment (METHOD §1.3, the authors' ``upscale=4, jitter=16, smalljitter=2``).
+
+From a linear high-resolution image: the reference frame is the centre crop of a window; each
+other frame is the same-size crop translated by an integer number of high-res pixels, up to
+``small_shift`` output pixels, or ``large_shift`` for a frame drawn as largely misaligned (per
+burst, each frame independently with probability ``min(Poisson(rate) / 8, 1)``). Every frame is
+then area-downsampled, which turns the integer shifts into sub-pixel ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from burstkpn.errors import BurstKPNError
+
+
+@dataclass(frozen=True)
+class BurstConfig:
+    """Geometry of a synthetic burst; defaults are the paper's."""
+
+    frames: int = 8  # N, reference included
+    size: int = 128  # output patch side, pixels
+    downsample: int = 4  # area-downsampling factor
+    small_shift: int = 2  # max |shift| of an ordinary frame, output pixels
+    large_shift: int = 16  # max |shift| of a largely misaligned frame, output pixels
+    large_rate: float = 1.5  # Poisson mean of the large-shift count
+    large_divisor: float = 8.0  # p_large = min(Poisson(large_rate) / large_divisor, 1)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise BurstKPNError(f"a burst needs at least 1 frame, got frames={self.frames}")
+        if self.size < 1 or self.downsample < 1:
+            raise BurstKPNError(f"size and downsample must be positive, got {self.size}, {self.downsample}")
+        if self.small_shift < 0 or self.large_shift < self.small_shift:
+            raise BurstKPNError("shifts must satisfy 0 <= small_shift <= large_shift")
+
+    @property
+    def window(self) -> int:
+        """Side of the high-resolution window one burst needs."""
+        return self.downsample * (self.size + 2 * self.large_shift)
+
+
+@dataclass
+class SynthBurst:
+    """A clean misaligned burst and what was sampled to make it.
+
+    frames: (N, S, S) linear, clean; ``frames[0]`` is the reference (the ground truth).
+    shifts: (N, 2) float (dy, dx) in output pixels: frame i at p shows the reference scene at p + shift.
+    """
+
+    frames: np.ndarray
+    shifts: np.ndarray
+
+
+def downsample_area(image: np.ndarray, factor: int) -> np.ndarray:
+    """Box-filter downsampling over the last two axes: (..., H, W) -> (..., H//f, W//f).
+
+    Each output pixel is the mean of an f x f block, so the mean intensity is preserved.
+    A remainder of fewer than f rows/columns is cropped.
+    """
+    if factor == 1:
+        return image
+    h, w = image.shape[-2] // factor, image.shape[-1] // factor
+    blocks = image[..., : h * factor, : w * factor].reshape(*image.shape[:-2], h, factor, w, factor)
+    return blocks.mean(axis=(-3, -1), dtype=np.float64).astype(image.dtype)
+
+
+def sample_shifts(rng: np.random.Generator, cfg: BurstConfig) -> np.ndarray:
+    """(N, 2) integer shifts in high-res pixels; row 0 (the reference) is zero."""
+    p_large = min(rng.poisson(cfg.large_rate) / cfg.large_divisor, 1.0)
+    shifts = np.zeros((cfg.frames, 2), dtype=np.int64)
+    for i in range(1, cfg.frames):
+        large = rng.random() < p_large
+        radius = (cfg.large_shift if large else cfg.small_shift) * cfg.downsample
+        shifts[i] = rng.integers(-radius, radius + 1, size=2)
+    return shifts
+
+
+def check_fits(shape: tuple[int, int], cfg: BurstConfig, name: str = "image") -> None:
+    """Raise a clear error when an (H, W) image is too small for ``cfg``'s window."""
+    if min(shape) < cfg.window:
+        raise BurstKPNError(
+            f"{name} is {shape[1]}x{shape[0]} px, too small for {cfg.size}-px bursts with "
+            f"±{cfg.large_shift}-px shifts at {cfg.downsample}x downsampling "
+            f"(needs at least {cfg.window} px on the short side)"
+        )
+
+
+def synthesize_burst(image: np.ndarray, rng: np.random.Generator, cfg: BurstConfig = BurstConfig()) -> SynthBurst:
+    """Cut one clean misaligned burst from a linear (H, W) image at a random position."""
+    check_fits(image.shape, cfg)
+    window, margin, side = cfg.window, cfg.downsample * cfg.large_shift, cfg.downsample * cfg.size
+    y0 = int(rng.integers(0, image.shape[0] - window + 1)) + margin
+    x0 = int(rng.integers(0, image.shape[1] - window + 1)) + margin
+    shifts = sample_shifts(rng, cfg)
+    crops = np.stack([image[y0 + dy : y0 + dy + side, x0 + dx : x0 + dx + side] for dy, dx in shifts])
+    frames = downsample_area(crops.astype(np.float32), cfg.downsample)
+    return SynthBurst(frames=frames, shifts=shifts.astype(np.float32) / cfg.downsample)

@@ -1,0 +1,192 @@
+"""The seeded, versioned evaluation test set: builder, file format and reader.
+
+Every scene (a crop of one source photo, its misalignment and white level) is drawn from
+``(seed, image index, crop index)`` and reused at every gain; only the noise differs per gain
+(drawn from ``(seed, image, crop, gain)``). The same arguments give the same file, byte for byte.
+
+File: an ``.npz`` (zip, fixed timestamps) holding
+  clean (M, S, S) float32, linear, white level applied   noisy (M, N, S, S) float32, not clipped
+  sigma_read, sigma_shot, white_level (M,) float64       gain (M,) int64, scene (M,) int64
+  shifts (M, N, 2) float32 (dy, dx) output pixels          source (M,) str (photo file name)
+  meta () str: JSON with format, version, seed and the builder's arguments.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from burstkpn import __version__
+from burstkpn.camera import sample_white_level
+from burstkpn.data import image_paths, load_linear_gray
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.images import atomic_output
+from burstkpn.noise import add_noise, noise_level_for_gain
+from burstkpn.synth import BurstConfig, synthesize_burst
+
+FORMAT = "burstkpn-testset"
+VERSION = 1
+ARRAYS = ("clean", "noisy", "sigma_read", "sigma_shot", "white_level", "gain", "scene", "shifts", "source")
+
+
+@dataclass
+class TestSet:
+    """Rows are bursts; see the module docstring for the arrays' shapes."""
+
+    clean: np.ndarray
+    noisy: np.ndarray
+    sigma_read: np.ndarray
+    sigma_shot: np.ndarray
+    white_level: np.ndarray
+    gain: np.ndarray
+    scene: np.ndarray
+    shifts: np.ndarray
+    source: np.ndarray
+    meta: dict
+
+    __test__ = False  # not a pytest class
+
+    def __len__(self) -> int:
+        return len(self.gain)
+
+    @property
+    def gains(self) -> list[int]:
+        return sorted(int(g) for g in np.unique(self.gain))
+
+    def rows(self, gain: int) -> np.ndarray:
+        """Indices of the bursts at one gain, in scene order."""
+        return np.flatnonzero(self.gain == gain)
+
+
+def build_testset(
+    images,
+    gains=(1, 2, 4, 8),
+    size: int = 128,
+    per_image: int = 1,
+    seed: int = 0,
+    frames: int = 8,
+    progress: bool = True,
+) -> TestSet:
+    """Synthesise ``per_image`` scenes from every photo large enough, at every gain.
+
+    Photos too small for the protocol's window are skipped and listed in ``meta["skipped"]``;
+    an unreadable photo, an unknown gain or no usable photo is an error.
+    """
+    from tqdm import tqdm
+
+    if per_image < 1:
+        raise BurstKPNError(f"--per-image must be at least 1, got {per_image}")
+    if not gains:
+        raise BurstKPNError("at least one gain is needed")
+    gains = [int(g) if float(g) == int(float(g)) else g for g in gains]
+    levels = {g: noise_level_for_gain(g) for g in gains}
+    if len(set(gains)) != len(gains):
+        raise BurstKPNError(f"gains repeat: {gains}")
+    cfg = BurstConfig(frames=frames, size=size)
+    paths = image_paths(images)
+
+    scenes, skipped = [], []
+    for i, path in enumerate(tqdm(paths, desc="building test set", unit="img", disable=not progress)):
+        image = load_linear_gray(path)
+        if min(image.shape) < cfg.window:
+            skipped.append(path.name)
+            continue
+        for c in range(per_image):
+            rng = np.random.default_rng([seed, i, c])
+            burst = synthesize_burst(image, rng, cfg)
+            white = sample_white_level(rng)
+            scenes.append((i, c, path.name, burst.frames * white, burst.shifts, white))
+    if not scenes:
+        raise BurstKPNError(
+            f"all {len(paths)} images are smaller than {cfg.window} px on the short side, "
+            f"which {size}-px bursts need; use larger photos or a smaller --size"
+        )
+
+    rows = []
+    for g in gains:
+        for s, (i, c, name, frames_clean, shifts, white) in enumerate(scenes):
+            rng = np.random.default_rng([seed, i, c, 1, int(g)])
+            noisy = add_noise(frames_clean, levels[g], rng)
+            rows.append((frames_clean[0], noisy, levels[g], white, g, s, shifts, name))
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "builder": f"burstkpn {__version__}",
+        "seed": int(seed),
+        "gains": [int(g) for g in gains],
+        "size": size,
+        "frames": frames,
+        "per_image": per_image,
+        "downsample": cfg.downsample,
+        "small_shift": cfg.small_shift,
+        "large_shift": cfg.large_shift,
+        "motion": "global",
+        "images": [p.name for p in paths],
+        "skipped": skipped,
+        "space": "linear, white level applied, noise not clipped",
+    }
+    return TestSet(
+        clean=np.stack([r[0] for r in rows]).astype(np.float32),
+        noisy=np.stack([r[1] for r in rows]).astype(np.float32),
+        sigma_read=np.array([r[2].sigma_read for r in rows]),
+        sigma_shot=np.array([r[2].sigma_shot for r in rows]),
+        white_level=np.array([r[3] for r in rows]),
+        gain=np.array([r[4] for r in rows], dtype=np.int64),
+        scene=np.array([r[5] for r in rows], dtype=np.int64),
+        shifts=np.stack([r[6] for r in rows]).astype(np.float32),
+        source=np.array([r[7] for r in rows]),
+        meta=meta,
+    )
+
+
+def save_testset(testset: TestSet, path: str | Path) -> None:
+    """Write atomically as a deterministic .npz (fixed zip timestamps, no pickles)."""
+    with atomic_output(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name in ARRAYS:
+                _write_array(zf, name, np.asarray(getattr(testset, name)))
+            _write_array(zf, "meta", np.array(json.dumps(testset.meta, sort_keys=True)))
+
+
+def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+
+
+def load_testset(path: str | Path) -> TestSet:
+    """Read and validate a file written by `save_testset`; a one-line error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise BurstKPNError(f"{path}: no such test-set file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in (*ARRAYS, "meta")}
+        meta = json.loads(str(arrays.pop("meta")))
+    except KeyError as exc:
+        raise BurstKPNError(f"{path}: not a burstkpn test set (missing {exc.args[0]})") from None
+    except Exception as exc:
+        raise BurstKPNError(f"{path}: not a readable burstkpn test set ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BurstKPNError(f"{path}: not a burstkpn test set (format is {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise BurstKPNError(f"{path}: test-set version {meta.get('version')} is not supported (this burstkpn reads {VERSION})")
+    ts = TestSet(**arrays, meta=meta)
+    m = len(ts.gain)
+    if ts.noisy.ndim != 4 or ts.clean.shape != (m, *ts.noisy.shape[2:]) or ts.noisy.shape[0] != m:
+        raise BurstKPNError(f"{path}: inconsistent test-set arrays (clean {ts.clean.shape}, noisy {ts.noisy.shape})")
+    if any(len(getattr(ts, k)) != m for k in ("sigma_read", "sigma_shot", "white_level", "scene", "shifts", "source")):
+        raise BurstKPNError(f"{path}: inconsistent test-set arrays (row counts differ)")
+    if not (np.isfinite(ts.noisy).all() and np.isfinite(ts.clean).all()):
+        raise BurstKPNError(f"{path}: test set contains NaN or Inf values")
+    return ts
+
+
+def subset(testset: TestSet, rows: np.ndarray) -> TestSet:
+    """The test set restricted to ``rows`` (same meta)."""
+    return replace(testset, **{k: np.asarray(getattr(testset, k))[rows] for k in ARRAYS})
