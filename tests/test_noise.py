@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from burstkpn.errors import BurstKPNError
+from burstkpn.noise import (
+    GAIN_LOG10, NoiseLevel, NoiseRange, add_noise, noise_level_for_gain, noise_std_map, sample_noise_level,
+)
+
+
+@pytest.mark.parametrize("gain", [1, 4, 8])
+def test_empirical_variance_matches_model(gain, rng):
+    level = noise_level_for_gain(gain)
+    for y in (0.0, 0.05, 0.3, 0.9):
+        clean = np.full(200_000, y, dtype=np.float32)
+        noisy = add_noise(clean, level, rng)
+        expected = level.sigma_read**2 + level.sigma_shot * y
+        assert noisy.mean() == pytest.approx(y, abs=4 * np.sqrt(expected / clean.size))
+        assert noisy.var() == pytest.approx(expected, rel=0.02)
+
+
+def test_noise_is_signal_dependent_and_independent_per_pixel(rng):
+    level = NoiseLevel(0.01, 0.01)
+    clean = np.tile(np.array([0.1, 0.8], np.float32), (100_000, 1))
+    residual = add_noise(clean, level, rng) - clean
+    assert residual[:, 1].var() / residual[:, 0].var() == pytest.approx((1e-4 + 8e-3) / (1e-4 + 1e-3), rel=0.05)
+    assert abs(np.corrcoef(residual[:, 0], residual[:, 1])[0, 1]) < 0.02
+
+
+def test_gain_presets_are_the_papers():
+    assert noise_level_for_gain(1).sigma_read == pytest.approx(10**-2.2)
+    assert noise_level_for_gain("8").sigma_shot == pytest.approx(10**-1.5)
+    assert set(GAIN_LOG10) == {1, 2, 4, 8}
+    for bad in (3, "x", 1.5, None):
+        with pytest.raises(BurstKPNError, match="unknown gain"):
+            noise_level_for_gain(bad)
+
+
+def test_training_sampler_is_log_uniform_in_the_papers_range(rng):
+    levels = [sample_noise_level(rng) for _ in range(3000)]
+    reads = np.log10([lv.sigma_read for lv in levels])
+    shots = np.log10([lv.sigma_shot for lv in levels])
+    assert reads.min() >= -3 and reads.max() <= -1.5 and shots.min() >= -4 and shots.max() <= -2
+    assert reads.mean() == pytest.approx(-2.25, abs=0.03) and shots.mean() == pytest.approx(-3.0, abs=0.04)
+    narrow = sample_noise_level(rng, NoiseRange((-2, -2), (-3, -3)))
+    assert narrow.sigma_read == pytest.approx(0.01) and narrow.sigma_shot == pytest.approx(0.001)
+
+
+def test_noise_estimate_numpy_and_torch_agree():
+    ref = np.array([[-0.1, 0.0, 0.25, 1.0]], np.float32)
+    expected = np.sqrt(0.02**2 + 0.01 * np.clip(ref, 0, None))
+    assert np.allclose(noise_std_map(ref, 0.02, 0.01), expected)
+    sr = torch.tensor([0.02]).view(1, 1)
+    assert np.allclose(noise_std_map(torch.from_numpy(ref), sr, 0.01).numpy(), expected)
+
+
+def test_invalid_levels_are_rejected():
+    with pytest.raises(BurstKPNError):
+        NoiseLevel(-1.0, 0.0)
+    with pytest.raises(BurstKPNError):
+        NoiseLevel(float("nan"), 0.0)
