@@ -68,3 +68,29 @@ def test_too_small_image_is_a_clear_error(image):
         synthesize_burst(image, np.random.default_rng(0), BurstConfig())
     with pytest.raises(BurstKPNError):
         BurstConfig(frames=0)
+
+
+def test_local_motion_keeps_the_reference_and_defeats_global_alignment():
+    import torch
+
+    from burstkpn.align import align_global
+    from burstkpn.synth import LocalMotion
+
+    img = np.random.default_rng(11).random((800, 800)).astype(np.float32)
+    from scipy.ndimage import gaussian_filter
+
+    img = gaussian_filter(img, 6)  # smooth texture, so bilinear warps are accurate
+    residual = {}
+    for motion in (None, LocalMotion()):
+        errs = []
+        for seed in range(4):
+            b = synthesize_burst(img, np.random.default_rng(seed), BurstConfig(size=64), motion)
+            x = torch.from_numpy(b.frames)[None]
+            aligned, _ = align_global(x)
+            errs.append(float((aligned[0, 1:] - aligned[0, :1])[:, 8:-8, 8:-8].abs().mean()))
+        residual[motion is None] = np.mean(errs)
+    assert residual[False] > 2 * residual[True]  # local motion leaves misalignment global alignment can't fix
+    g = synthesize_burst(img, np.random.default_rng(0), BurstConfig(size=64, small_shift=0, large_rate=0))
+    loc = synthesize_burst(img, np.random.default_rng(0), BurstConfig(size=64, small_shift=0, large_rate=0), LocalMotion())
+    assert g.frames.shape == loc.frames.shape == (8, 64, 64)
+    assert np.abs(loc.frames[1:] - loc.frames[:1]).max() > 1e-3  # alternate frames do move

@@ -80,3 +80,13 @@ def test_corrupt_testset_is_a_clear_error(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(BurstKPNError, match="not a burstkpn test set"):
         load_testset(tmp_path / "other.npz")
+
+
+def test_local_motion_test_set_is_marked_and_reproducible(photo_dir, tmp_path):
+    a = build_testset(photo_dir, gains=[1], size=32, motion="local", progress=False)
+    b = build_testset(photo_dir, gains=[1], size=32, motion="local", progress=False)
+    g = build_testset(photo_dir, gains=[1], size=32, motion="global", progress=False)
+    assert a.meta["motion"] == "local" and np.array_equal(a.noisy, b.noisy)
+    assert not np.array_equal(a.noisy, g.noisy)
+    with pytest.raises(BurstKPNError, match="motion"):
+        build_testset(photo_dir, gains=[1], size=32, motion="spin", progress=False)

@@ -54,6 +54,21 @@ class SynthBurst:
     shifts: np.ndarray
 
 
+@dataclass(frozen=True)
+class LocalMotion:
+    """A second motion model (``--motion local``), where one global translation per frame fails.
+
+    On top of the paper's per-frame translation, each alternate frame gets a small rotation and
+    scale about the crop centre, and an elliptical region (an "object") moves independently of
+    the camera, occluding and revealing the background. The reference frame is unchanged.
+    """
+
+    max_rotation_deg: float = 1.0
+    max_scale: float = 0.01  # scale drawn from 1 ± max_scale
+    object_shift: int = 4  # max |object translation| relative to the reference, output pixels
+    object_radius: tuple[float, float] = (0.15, 0.35)  # ellipse semi-axes, fraction of the side
+
+
 def downsample_area(image: np.ndarray, factor: int) -> np.ndarray:
     """Box-filter downsampling over the last two axes: (..., H, W) -> (..., H//f, W//f).
 
@@ -88,13 +103,63 @@ def check_fits(shape: tuple[int, int], cfg: BurstConfig, name: str = "image") ->
         )
 
 
-def synthesize_burst(image: np.ndarray, rng: np.random.Generator, cfg: BurstConfig = BurstConfig()) -> SynthBurst:
-    """Cut one clean misaligned burst from a linear (H, W) image at a random position."""
-    check_fits(image.shape, cfg)
-    window, margin, side = cfg.window, cfg.downsample * cfg.large_shift, cfg.downsample * cfg.size
-    y0 = int(rng.integers(0, image.shape[0] - window + 1)) + margin
-    x0 = int(rng.integers(0, image.shape[1] - window + 1)) + margin
+def local_margin(cfg: BurstConfig, motion: LocalMotion) -> int:
+    """Extra output pixels on each side that local motion may reach beyond the global window."""
+    corner = np.sqrt(2) * cfg.size / 2
+    reach = corner * (np.deg2rad(motion.max_rotation_deg) + motion.max_scale)
+    return int(np.ceil(reach)) + motion.object_shift + 1
+
+
+def synthesize_burst(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    cfg: BurstConfig = BurstConfig(),
+    motion: LocalMotion | None = None,
+) -> SynthBurst:
+    """Cut one clean misaligned burst from a linear (H, W) image at a random position.
+
+    ``motion=None`` is the paper's global translation per frame; a `LocalMotion` adds per-frame
+    rotation/scale and an independently moving region (``shifts`` then hold the translations).
+    """
+    extra = local_margin(cfg, motion) if motion is not None else 0
+    padded = BurstConfig(**{**cfg.__dict__, "large_shift": cfg.large_shift + extra})
+    check_fits(image.shape, padded)
+    margin, side = cfg.downsample * padded.large_shift, cfg.downsample * cfg.size
+    y0 = int(rng.integers(0, image.shape[0] - padded.window + 1)) + margin
+    x0 = int(rng.integers(0, image.shape[1] - padded.window + 1)) + margin
     shifts = sample_shifts(rng, cfg)
-    crops = np.stack([image[y0 + dy : y0 + dy + side, x0 + dx : x0 + dx + side] for dy, dx in shifts])
+    if motion is None:
+        crops = np.stack([image[y0 + dy : y0 + dy + side, x0 + dx : x0 + dx + side] for dy, dx in shifts])
+    else:
+        crops = _local_motion_crops(image, (y0, x0), side, shifts, rng, motion, cfg.downsample)
     frames = downsample_area(crops.astype(np.float32), cfg.downsample)
     return SynthBurst(frames=frames, shifts=shifts.astype(np.float32) / cfg.downsample)
+
+
+def _local_motion_crops(image, origin, side, shifts, rng, motion: LocalMotion, downsample: int) -> np.ndarray:
+    """High-res crops (N, side, side) under translation + rotation/scale + a moving ellipse."""
+    from scipy.ndimage import map_coordinates
+
+    centre = (side - 1) / 2
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64) - centre
+    obj_centre = rng.uniform(0.3, 0.7, size=2) * side - centre
+    obj_axes = rng.uniform(*motion.object_radius, size=2) * side
+    crops = []
+    for i, (dy, dx) in enumerate(shifts):
+        if i == 0:
+            theta, scale, obj = 0.0, 1.0, np.zeros(2)
+        else:
+            theta = np.deg2rad(rng.uniform(-motion.max_rotation_deg, motion.max_rotation_deg))
+            scale = 1.0 + rng.uniform(-motion.max_scale, motion.max_scale)
+            obj = rng.integers(-motion.object_shift * downsample, motion.object_shift * downsample + 1, size=2)
+        # background: camera transform about the crop centre, then the frame's translation
+        cos, sin = scale * np.cos(theta), scale * np.sin(theta)
+        src_y = cos * yy - sin * xx + dy
+        src_x = sin * yy + cos * xx + dx
+        # the object sits at obj_centre + obj in this frame and shows the reference's object
+        inside = ((yy - obj_centre[0] - obj[0]) / obj_axes[0]) ** 2 + ((xx - obj_centre[1] - obj[1]) / obj_axes[1]) ** 2 <= 1
+        src_y = np.where(inside, yy - obj[0], src_y)
+        src_x = np.where(inside, xx - obj[1], src_x)
+        coords = np.stack([src_y + origin[0] + centre, src_x + origin[1] + centre])
+        crops.append(map_coordinates(image, coords, order=1, mode="nearest"))
+    return np.stack(crops)

@@ -27,7 +27,7 @@ from burstkpn.data import image_paths, load_linear_gray
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output
 from burstkpn.noise import add_noise, noise_level_for_gain
-from burstkpn.synth import BurstConfig, synthesize_burst
+from burstkpn.synth import BurstConfig, LocalMotion, local_margin, synthesize_burst
 
 FORMAT = "burstkpn-testset"
 VERSION = 1
@@ -70,12 +70,14 @@ def build_testset(
     per_image: int = 1,
     seed: int = 0,
     frames: int = 8,
+    motion: str = "global",
     progress: bool = True,
 ) -> TestSet:
     """Synthesise ``per_image`` scenes from every photo large enough, at every gain.
 
     Photos too small for the protocol's window are skipped and listed in ``meta["skipped"]``;
-    an unreadable photo, an unknown gain or no usable photo is an error.
+    an unreadable photo, an unknown gain or no usable photo is an error. ``motion`` is
+    ``"global"`` (the paper's per-frame translations) or ``"local"`` (`synth.LocalMotion`).
     """
     from tqdm import tqdm
 
@@ -87,23 +89,29 @@ def build_testset(
     levels = {g: noise_level_for_gain(g) for g in gains}
     if len(set(gains)) != len(gains):
         raise BurstKPNError(f"gains repeat: {gains}")
+    if motion not in ("global", "local"):
+        raise BurstKPNError(f"unknown motion model {motion!r}: use 'global' or 'local'")
+    if frames < 2:
+        raise BurstKPNError(f"a burst needs at least 2 frames, got --frames {frames}")
     cfg = BurstConfig(frames=frames, size=size)
+    local = LocalMotion() if motion == "local" else None
+    window = cfg.window + (2 * cfg.downsample * local_margin(cfg, local) if local else 0)
     paths = image_paths(images)
 
     scenes, skipped = [], []
     for i, path in enumerate(tqdm(paths, desc="building test set", unit="img", disable=not progress)):
         image = load_linear_gray(path)
-        if min(image.shape) < cfg.window:
+        if min(image.shape) < window:
             skipped.append(path.name)
             continue
         for c in range(per_image):
             rng = np.random.default_rng([seed, i, c])
-            burst = synthesize_burst(image, rng, cfg)
+            burst = synthesize_burst(image, rng, cfg, local)
             white = sample_white_level(rng)
             scenes.append((i, c, path.name, burst.frames * white, burst.shifts, white))
     if not scenes:
         raise BurstKPNError(
-            f"all {len(paths)} images are smaller than {cfg.window} px on the short side, "
+            f"all {len(paths)} images are smaller than {window} px on the short side, "
             f"which {size}-px bursts need; use larger photos or a smaller --size"
         )
 
@@ -125,7 +133,7 @@ def build_testset(
         "downsample": cfg.downsample,
         "small_shift": cfg.small_shift,
         "large_shift": cfg.large_shift,
-        "motion": "global",
+        "motion": motion,
         "images": [p.name for p in paths],
         "skipped": skipped,
         "space": "linear, white level applied, noise not clipped",

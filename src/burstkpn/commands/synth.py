@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help="burst side in pixels (default 128)")
     p.add_argument("--frames", type=int, default=8, help="frames per burst (default 8)")
     p.add_argument("--per-image", type=int, default=1, help="scenes cut from each photo (default 1)")
+    p.add_argument("--motion", choices=["global", "local"], default="global",
+                   help="global: the paper's per-frame translations; local: plus rotation/scale and a moving object")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     testset = build_testset(
         args.images, gains=args.gains, size=args.size, per_image=args.per_image,
-        seed=args.seed, frames=args.frames, progress=not args.quiet,
+        seed=args.seed, frames=args.frames, motion=args.motion, progress=not args.quiet,
     )
     save_testset(testset, args.out)
     meta = testset.meta
@@ -31,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(meta['skipped'])} image(s) too small for {args.size}-px bursts: {', '.join(meta['skipped'])}")
     print(
         f"wrote {args.out}: {len(testset)} bursts ({len(testset) // len(meta['gains'])} scenes x gains {meta['gains']}), "
-        f"{meta['frames']} frames of {args.size}x{args.size}, seed {args.seed}, in {time.perf_counter() - start:.1f} s"
+        f"{meta['frames']} frames of {args.size}x{args.size}, {meta['motion']} motion, seed {args.seed}, in {time.perf_counter() - start:.1f} s"
     )
     return 0
