@@ -1,0 +1,73 @@
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from burstkpn.camera import gamma_expand
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.bursts import load_burst
+
+
+def write_frames(folder, n=3, shape=(12, 16, 3), dtype=np.uint8, suffix=".png", seed=0):
+    rng = np.random.default_rng(seed)
+    top = 255 if dtype == np.uint8 else 65535
+    frames = [rng.integers(0, top, shape, dtype=dtype) for _ in range(n)]
+    for i, f in enumerate(frames):
+        (tifffile.imwrite if suffix == ".tif" else iio.imwrite)(folder / f"f{i}{suffix}", f)
+    return frames
+
+
+def test_folder_of_8bit_colour_is_linearised_and_reference_first(tmp_path):
+    frames = write_frames(tmp_path, 4)
+    (tmp_path / "notes.txt").write_text("stray file, ignored")
+    burst = load_burst([tmp_path], reference=2)
+    assert burst.kind == "8bit" and burst.frames.shape == (4, 12, 16, 3) and burst.is_colour
+    assert [p.name for p in burst.paths] == ["f2.png", "f0.png", "f1.png", "f3.png"]
+    np.testing.assert_allclose(burst.frames[0], gamma_expand(frames[2] / 255.0), rtol=1e-5)
+
+
+def test_16bit_tiff_is_linear_unless_told(tmp_path):
+    frames = write_frames(tmp_path, 2, shape=(8, 8), dtype=np.uint16, suffix=".tif")
+    linear = load_burst(sorted(tmp_path.iterdir()))
+    assert linear.kind == "16bit" and linear.frames.shape == (2, 8, 8)
+    np.testing.assert_allclose(linear.frames[1], frames[1] / 65535.0, rtol=1e-5)
+    encoded = load_burst([tmp_path], linear16=False)
+    np.testing.assert_allclose(encoded.frames[1], gamma_expand(frames[1] / 65535.0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("sizes", "frames of one burst must match"), ("depths", "mixed bit depths"),
+    ("single", "at least 2 frames"), ("unreadable", "cannot read image"), ("nan", "NaN"),
+    ("colour", "frames of one burst must match"), ("reference", "out of range"), ("empty", "no images"),
+    ("mixed", "mixed formats"),
+])
+def test_bad_bursts_give_one_line_errors(tmp_path, case, match):
+    reference = 0
+    if case == "sizes":
+        write_frames(tmp_path, 2)
+        iio.imwrite(tmp_path / "f9.png", np.zeros((12, 17, 3), np.uint8))
+    elif case == "depths":
+        write_frames(tmp_path, 2)
+        tifffile.imwrite(tmp_path / "f9.tif", np.zeros((12, 16, 3), np.uint16))
+    elif case == "single":
+        write_frames(tmp_path, 1)
+    elif case == "unreadable":
+        write_frames(tmp_path, 2)
+        (tmp_path / "f9.png").write_bytes(b"\x89PNG garbage")
+    elif case == "nan":
+        tifffile.imwrite(tmp_path / "a.tif", np.full((4, 4), 0.5, np.float32))
+        tifffile.imwrite(tmp_path / "b.tif", np.full((4, 4), np.nan, np.float32))
+    elif case == "colour":
+        write_frames(tmp_path, 2)
+        iio.imwrite(tmp_path / "f9.png", np.zeros((12, 16), np.uint8))
+    elif case == "reference":
+        write_frames(tmp_path, 2)
+        reference = 5
+    elif case == "mixed":
+        write_frames(tmp_path, 2)
+        (tmp_path / "f9.dng").write_bytes(b"II*\x00")
+    with pytest.raises(BurstKPNError, match=match) as info:
+        load_burst([tmp_path], reference=reference)
+    assert "\n" not in str(info.value)
+    if case in ("sizes", "depths", "unreadable", "nan", "colour", "mixed"):
+        assert any(name in str(info.value) for name in ("f9.png", "f9.tif", "b.tif", "f9.dng"))
