@@ -17,6 +17,7 @@ from burstkpn.errors import BurstKPNError
 COMMANDS = {
     "synth": "build a seeded, versioned evaluation test set of synthetic bursts",
     "demo": "synthesise a burst from a bundled photo and show what each method recovers",
+    "evaluate": "run classical and learned methods on a test set; write the paper's Table 1 with plots",
 }
 
 
