@@ -1,0 +1,76 @@
+"""Training losses (METHOD §3): L2 + L1 of image gradients in gamma space, and the annealed total
+
+    L = ℓ(Σ_i f_i, Y*) + β·α^t · Σ_i ℓ(N·f_i, Y*)
+
+where f_i is frame i filtered by its own kernel. Computed in float32 outside autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from burstkpn.camera import remove_white_level, srgb_curve
+from burstkpn.metrics import BORDER
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and the annealing schedule; defaults are the paper's (β=100, α=0.9998)."""
+
+    l2_weight: float = 1.0
+    gradient_weight: float = 1.0
+    anneal: bool = True  # False: no per-frame term (the ablation)
+    beta: float = 100.0
+    alpha: float = 0.9998
+    border: int = BORDER  # pixels cropped on each side
+
+
+def to_gamma(linear: torch.Tensor, white_level: torch.Tensor, border: int = BORDER) -> torch.Tensor:
+    """(B, H, W) linear -> sRGB-curve values in [0, 1]: white level divided out, clipped, border cropped.
+
+    white_level: (B,) or scalar.
+    """
+    wl = torch.as_tensor(white_level, dtype=linear.dtype, device=linear.device).reshape(-1, 1, 1)
+    display = srgb_curve(remove_white_level(linear, wl).clamp(0.0, 1.0))
+    return display[..., border:-border, border:-border] if border else display
+
+
+def basic_loss(estimate: torch.Tensor, clean: torch.Tensor, white_level, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    """ℓ: weighted mean squared error + mean |∇ difference| (x and y) in gamma space; (B, H, W) inputs."""
+    with torch.autocast(estimate.device.type, enabled=False):
+        a = to_gamma(estimate.float(), white_level, cfg.border)
+        b = to_gamma(clean.float(), white_level, cfg.border)
+        l2 = (a - b).square().mean()
+        diff = a - b
+        grad = (diff[..., :, 1:] - diff[..., :, :-1]).abs().mean() + (diff[..., 1:, :] - diff[..., :-1, :]).abs().mean()
+        return cfg.l2_weight * l2 + cfg.gradient_weight * grad
+
+
+def anneal_weight(step: int, cfg: LossConfig = LossConfig()) -> float:
+    """β·α^t, the per-frame term's weight at training step t (0 when annealing is off)."""
+    return cfg.beta * cfg.alpha**step if cfg.anneal else 0.0
+
+
+def total_loss(result: dict[str, torch.Tensor], clean: torch.Tensor, white_level, step: int,
+               cfg: LossConfig = LossConfig()) -> tuple[torch.Tensor, dict[str, float]]:
+    """The annealed loss for a model's result dict (``output`` (B, H, W), optionally ``per_frame`` (B, N, H, W)).
+
+    Returns the scalar loss and its parts as floats (``loss_burst``, ``loss_per_frame``, ``anneal_weight``).
+    Without ``per_frame`` (DPN) or with annealing off, the loss is ℓ(output) alone.
+    """
+    loss = basic_loss(result["output"], clean, white_level, cfg)
+    parts = {"loss_burst": float(loss.detach())}
+    weight = anneal_weight(step, cfg)
+    per_frame = result.get("per_frame")
+    if per_frame is not None and weight > 0:
+        b, n, h, w = per_frame.shape
+        wl = torch.as_tensor(white_level, dtype=torch.float32, device=clean.device).reshape(-1, 1).expand(b, n)
+        # Σ_i ℓ(N·f_i) = N · (ℓ averaged over the B·N filtered frames), all of equal size
+        frames_loss = n * basic_loss(n * per_frame.reshape(b * n, h, w), clean.repeat_interleave(n, dim=0),
+                                     wl.reshape(-1), cfg)
+        parts["loss_per_frame"] = float(frames_loss.detach())
+        loss = loss + weight * frames_loss
+    parts["anneal_weight"] = weight
+    return loss, parts

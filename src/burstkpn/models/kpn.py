@@ -1,0 +1,181 @@
+"""The networks on the U-Net (METHOD §2): KPN, σ-blind KPN and the direct prediction network,
+their configuration, and `predict`, the one place where a burst is prepared for a model.
+
+A model carries its own preprocessing in its config: optional global pre-alignment of the
+frames (`burstkpn.align.align_global`) and the noise map from the reference frame. Training,
+evaluation and denoising all go through `predict`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from burstkpn.errors import BurstKPNError
+from burstkpn.kernels import apply_kernels
+from burstkpn.models.unet import UNet, pad_to_multiple
+from burstkpn.noise import noise_std_map
+
+KINDS = ("kpn", "kpn-blind", "dpn")
+INITS = ("mean", "random")
+PREALIGNS = ("none", "global")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and preprocessing of a burst denoiser.
+
+    Defaults follow the authors' released code: widths 64-128-256, three 3x3 convs per level,
+    kernels predicted at half resolution and upsampled (2.69M parameters at N=8, K=5); the paper's
+    figure used widths (64, 128, 256, 512, 512) at full resolution. ``init="mean"`` makes an
+    untrained KPN (or a residual DPN) output the mean of the (pre-aligned) frames: the kernel head's
+    weights start at zero and its bias at 1/N on each frame's centre tap.
+    """
+
+    kind: str = "kpn"  # "kpn" | "kpn-blind" (no noise map) | "dpn" (direct prediction)
+    frames: int = 8  # N
+    kernel_size: int = 5  # K (KPN only)
+    widths: tuple[int, ...] = (64, 128, 256)  # per U-Net level, full resolution first
+    convs_per_level: int = 3
+    half_res_output: bool = True
+    init: str = "mean"  # "mean" | "random" (PyTorch's default initialisation of the head)
+    residual: bool = False  # DPN only: predict a correction to the mean of the frames
+    prealign: str = "none"  # "none" | "global" (phase-correlation alignment before the network)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
+                                     ("prealign", self.prealign, PREALIGNS)):
+            if value not in allowed:
+                raise BurstKPNError(f"model {name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.frames < 1:
+            raise BurstKPNError(f"model frames must be >= 1, got {self.frames}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise BurstKPNError(f"kernel_size must be odd and positive, got {self.kernel_size}")
+        if not self.widths or min(self.widths) < 1 or self.convs_per_level < 1:
+            raise BurstKPNError(f"widths must be positive and convs_per_level >= 1, got {self.widths}, {self.convs_per_level}")
+        if self.half_res_output and len(self.widths) < 2:
+            raise BurstKPNError("half_res_output needs at least 2 U-Net levels")
+
+    @classmethod
+    def doubling(cls, base: int, levels: int, **fields) -> ModelConfig:
+        """Widths base, 2·base, 4·base, ... over ``levels`` levels."""
+        return cls(widths=tuple(base * 2**i for i in range(levels)), **fields)
+
+    @property
+    def uses_noise_map(self) -> bool:
+        return self.kind != "kpn-blind"
+
+
+class BurstDenoiser(nn.Module):
+    """Common input handling: shape checks, network input, padding to the U-Net's multiple."""
+
+    def __init__(self, config: ModelConfig, out_channels: int):
+        super().__init__()
+        self.config = config
+        in_channels = config.frames + int(config.uses_noise_map)
+        self.unet = UNet(in_channels, out_channels, config.widths, config.convs_per_level, config.half_res_output)
+
+    def check_input(self, burst: torch.Tensor, noise_map: torch.Tensor | None) -> None:
+        n = self.config.frames
+        if not isinstance(burst, torch.Tensor) or burst.ndim != 4 or burst.shape[1] != n:
+            shape = tuple(burst.shape) if hasattr(burst, "shape") else type(burst).__name__
+            raise BurstKPNError(f"expected a burst of shape (B, {n}, H, W), got {shape}")
+        if self.config.uses_noise_map:
+            b, _, h, w = burst.shape
+            if noise_map is None or noise_map.shape != (b, 1, h, w):
+                got = None if noise_map is None else tuple(noise_map.shape)
+                raise BurstKPNError(f"{self.config.kind} needs a noise map of shape ({b}, 1, {h}, {w}), got {got}")
+
+    def network(self, burst: torch.Tensor, noise_map: torch.Tensor | None) -> torch.Tensor:
+        """(B, N, H, W) [+ (B, 1, H, W)] -> U-Net output (B, C_out, H, W), padded and cropped back."""
+        self.check_input(burst, noise_map)
+        x = torch.cat([burst, noise_map], dim=1) if self.config.uses_noise_map else burst
+        h, w = x.shape[-2:]
+        return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
+
+
+class KPN(BurstDenoiser):
+    """Kernel prediction network (``kind`` "kpn" or "kpn-blind").
+
+    forward(burst (B, N, H, W) linear, noise_map (B, 1, H, W) or None) -> dict:
+      output (B, H, W), per_frame (B, N, H, W) (frame i filtered by its kernel),
+      kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.frames * config.kernel_size**2)
+        if config.init == "mean":
+            head = self.unet.head
+            nn.init.zeros_(head.weight)
+            with torch.no_grad():
+                bias = torch.zeros(config.frames, config.kernel_size, config.kernel_size)
+                bias[:, config.kernel_size // 2, config.kernel_size // 2] = 1.0 / config.frames
+                head.bias.copy_(bias.flatten())
+
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        b, n, h, w = burst.shape if burst.ndim == 4 else (0, 0, 0, 0)
+        k = self.config.kernel_size
+        kernels = self.network(burst, noise_map).reshape(b, n, k, k, h, w)
+        output, per_frame = apply_kernels(burst, kernels)
+        return {"output": output, "per_frame": per_frame, "kernels": kernels}
+
+
+class DPN(BurstDenoiser):
+    """Direct prediction network: the U-Net outputs the denoised reference frame.
+
+    forward(burst (B, N, H, W), noise_map (B, 1, H, W)) -> dict with output (B, H, W).
+    With ``residual`` the output is the mean of the frames plus the network's correction.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, 1)
+        if config.residual and config.init == "mean":
+            nn.init.zeros_(self.unet.head.weight)
+            nn.init.zeros_(self.unet.head.bias)
+
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        output = self.network(burst, noise_map)[:, 0].float()
+        if self.config.residual:
+            output = output + burst.float().mean(dim=1)
+        return {"output": output}
+
+
+def build_model(config: ModelConfig) -> BurstDenoiser:
+    """The network that ``config.kind`` names, freshly initialised."""
+    return DPN(config) if config.kind == "dpn" else KPN(config)
+
+
+def unwrap(model: nn.Module) -> BurstDenoiser:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: bool = False) -> dict[str, torch.Tensor]:
+    """Denoise a batch of bursts with the preprocessing the model's config names.
+
+    burst (B, N, H, W) linear, noisy; sigma_read, sigma_shot: floats or (B,) tensors.
+    Returns the model's dict plus ``burst``: the frames the network saw (pre-aligned if so
+    configured). ``amp``: bf16 autocast around the network (kernels and outputs stay float32).
+    """
+    config = unwrap(model).config
+    if not isinstance(burst, torch.Tensor) or burst.ndim != 4:
+        shape = tuple(burst.shape) if hasattr(burst, "shape") else type(burst).__name__
+        raise BurstKPNError(f"expected a burst of shape (B, N, H, W), got {shape}")
+    burst = burst.float()
+    if config.prealign == "global":
+        from burstkpn.align import align_global
+
+        burst, _ = align_global(burst)
+    noise_map = None
+    if config.uses_noise_map:
+        b = burst.shape[0]
+        sr = torch.as_tensor(sigma_read, dtype=torch.float32, device=burst.device).reshape(-1, 1, 1, 1)
+        ss = torch.as_tensor(sigma_shot, dtype=torch.float32, device=burst.device).reshape(-1, 1, 1, 1)
+        if sr.shape[0] not in (1, b) or ss.shape[0] not in (1, b):
+            raise BurstKPNError(f"sigma_read/sigma_shot must be scalars or have {b} values")
+        noise_map = noise_std_map(burst[:, :1], sr, ss)
+    with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
+        result = model(burst, noise_map)
+    return {**result, "burst": burst}

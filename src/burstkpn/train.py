@@ -1,0 +1,378 @@
+"""The training loop (METHOD §3): synthetic bursts -> `predict` -> annealed loss -> Adam.
+
+Resumable exactly: the data set is a pure function of the sample index, the batch at step t
+takes indices ``((t · world + rank) · batch + j)``, and checkpoints (written atomically every few
+minutes and at the end) hold model, optimiser, step and RNG states. Under ``torchrun`` the same
+loop runs DistributedDataParallel (gloo on CPU, nccl on CUDA); rank 0 alone writes.
+
+Run folder: ``config.toml`` (resolved), ``checkpoint.pt``, ``metrics.jsonl``, ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from burstkpn.config import from_dict, to_dict, to_toml
+from burstkpn.data import BurstDataset, TrainingDataConfig
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.images import atomic_output
+from burstkpn.losses import LossConfig, total_loss
+from burstkpn.metrics import psnr
+from burstkpn.models.kpn import ModelConfig, build_model, predict, unwrap
+from burstkpn.weights import load_model, save_weights
+
+VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
+RUN_FIELDS = ("steps", "checkpoint_minutes", "checkpoint_every", "log_every", "val_every", "threads", "workers")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; defaults are the authors' (Adam 1e-4, batch 4, 128², N=8, K=5).
+
+    ``data.burst.size`` is the patch side and ``data.burst.frames`` must equal ``model.frames``.
+    """
+
+    steps: int = 500_000  # the run's total number of optimiser steps (the authors' limit)
+    batch_size: int = 4
+    lr: float = 1e-4
+    lr_schedule: str = "constant"  # "constant" | "cosine" (from lr to lr_min over `steps`)
+    lr_min: float = 0.0
+    seed: int = 0  # model initialisation and the data stream
+    bf16: bool = True  # bf16 autocast for the network (kernels and loss stay float32)
+    allocator_fix: bool = True  # glibc mallopt: keep big buffers mapped (1.3-1.5x on CPU)
+    threads: int = 0  # torch threads per process; 0 = torch's default
+    workers: int = 0  # DataLoader worker processes synthesising bursts
+    checkpoint_minutes: float = 5.0
+    checkpoint_every: int = 0  # also every this many steps (0: by time only)
+    log_every: int = 10
+    val_every: int = 500
+    val_bursts: int = 16
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0:
+            raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0 and val_bursts >= 0 are required")
+        if self.log_every < 1 or self.val_every < 1 or self.checkpoint_every < 0:
+            raise BurstKPNError("log_every and val_every must be >= 1, checkpoint_every >= 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise BurstKPNError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.data.burst.frames != self.model.frames:
+            raise BurstKPNError(
+                f"data.burst.frames ({self.data.burst.frames}) must equal model.frames ({self.model.frames})"
+            )
+
+
+def with_overrides(cfg: TrainConfig, patch_size: int | None = None, frames: int | None = None, **fields) -> TrainConfig:
+    """``cfg`` with top-level fields replaced, and the patch size / frame count set where they live."""
+    burst = cfg.data.burst
+    if patch_size is not None:
+        burst = replace(burst, size=patch_size)
+    model = fields.pop("model", cfg.model)
+    if frames is not None:
+        burst, model = replace(burst, frames=frames), replace(model, frames=frames)
+    return replace(cfg, model=model, data=replace(cfg.data, burst=burst), **fields)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if cfg.lr_schedule == "cosine" and cfg.steps > 0:
+        return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0)))
+    return cfg.lr
+
+
+def batch_indices(step: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Data-set indices of the batch that ``rank`` trains on at ``step``."""
+    first = (step * world + rank) * batch_size
+    return list(range(first, first + batch_size))
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch sampler yielding `batch_indices` for steps start .. steps-1."""
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int):
+        self.start, self.steps, self.batch_size, self.rank, self.world = start, steps, batch_size, rank, world
+
+    def __iter__(self):
+        return (batch_indices(t, self.batch_size, self.rank, self.world) for t in range(self.start, self.steps))
+
+    def __len__(self) -> int:
+        return max(self.steps - self.start, 0)
+
+
+def fix_allocator() -> None:
+    """glibc: keep large buffers mapped and the heap untrimmed, instead of mmap/munmap every step."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
+
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_runtime() -> Runtime:
+    """Join the torchrun process group if there is one; pick CUDA when available."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(rank, world, device)
+
+
+def load_dataset(images, cfg: TrainConfig, progress: bool) -> BurstDataset:
+    """The training bursts; a folder of too-small photos names the largest patch size that fits."""
+    try:
+        return BurstDataset(images, cfg.data, seed=cfg.seed, progress=progress)
+    except BurstKPNError as exc:
+        if "at least" not in str(exc):
+            raise
+        burst = cfg.data.burst
+        sides = [min(_image_shape(p)) for p in _paths(images)]
+        fit = (max(sides) // burst.downsample - 2 * burst.large_shift) if sides else 0
+        hint = (f"the largest side here is {max(sides)} px, which fits --patch-size {fit} or less" if fit > 0
+                else "use larger photos")
+        raise BurstKPNError(
+            f"{exc}: a {burst.size}-px patch with ±{burst.large_shift}-px shifts at {burst.downsample}x "
+            f"downsampling needs {burst.window}-px photos; {hint}"
+        ) from None
+
+
+def _paths(images):
+    from burstkpn.data import image_paths
+
+    return image_paths(images)
+
+
+def _image_shape(path) -> tuple[int, int]:
+    from burstkpn.io.images import read_image
+
+    with contextlib.suppress(BurstKPNError):
+        return read_image(path).pixels.shape[:2]
+    return (0, 0)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def validate(model, batches: list[dict], amp: bool) -> float:
+    """Mean PSNR (metrics.psnr protocol) of the model's output over the fixed validation bursts."""
+    core = unwrap(model)
+    was_training = core.training
+    core.eval()
+    scores = []
+    with torch.no_grad():
+        for batch in batches:
+            out = predict(core, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp)["output"]
+            for est, clean, wl in zip(out.cpu().numpy(), batch["clean"].cpu().numpy(), batch["white_level"].cpu().numpy()):
+                scores.append(psnr(est, clean, float(wl)))
+    core.train(was_training)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
+    state = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": to_dict(cfg), "rng": rng_states()}
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise BurstKPNError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
+
+
+def resolve_resume(cfg: TrainConfig, checkpoint: dict, path: Path) -> None:
+    """Raise unless ``cfg`` equals the checkpoint's config in everything but run-control fields."""
+    saved, now = checkpoint["config"], to_dict(cfg)
+    changed = sorted(k for k in set(saved) | set(now) if k not in RUN_FIELDS and saved.get(k) != now.get(k))
+    if changed:
+        raise BurstKPNError(f"{path}: cannot resume with a changed config ({', '.join(changed)}); use a new --out")
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metric rows logged after ``last_step`` (work that a resumed run redoes)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(row + "\n" for row in rows))
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the step and stops."""
+
+    def __init__(self, active: bool):
+        self.stop = False
+        self.previous = {}
+        if active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, init: str | Path | None = None,
+          progress: bool = True) -> dict:
+    """Train (or resume) the run in ``run_dir`` up to ``cfg.steps``; returns a summary dict."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+    if cfg.allocator_fix:
+        fix_allocator()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    rt = start_runtime()
+    checkpoint = None
+    if ckpt_path.exists():
+        if not resume:
+            raise BurstKPNError(f"{run_dir} already holds a training run: pass --resume to continue it, or choose another --out")
+        checkpoint = load_checkpoint(ckpt_path)
+        resolve_resume(cfg, checkpoint, ckpt_path)
+
+    torch.manual_seed(cfg.seed)
+    if checkpoint is None and init is not None:
+        model = load_model(init).train()
+        if model.config != cfg.model and rt.main:
+            print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
+        cfg = replace(cfg, model=model.config)
+    else:
+        model = build_model(cfg.model)
+    model.to(rt.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start = int(checkpoint["step"])
+        set_rng_states(checkpoint["rng"])
+    if rt.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(run_dir / "config.toml") as tmp:
+            tmp.write_text(to_toml(cfg))
+        if checkpoint is not None:
+            trim_metrics(metrics_path, start)
+    if rt.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+
+    dataset = load_dataset(images, cfg, progress and rt.main)
+    amp = cfg.bf16 and (rt.device.type == "cpu" or torch.cuda.is_bf16_supported())
+    val_batches = []
+    if rt.main:
+        val_items = [dataset[VAL_BASE + j] for j in range(cfg.val_bursts)]
+        val_batches = [to_device(torch.utils.data.default_collate(val_items[i : i + cfg.batch_size]), rt.device)
+                       for i in range(0, len(val_items), cfg.batch_size)]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, cfg.steps, cfg.batch_size, rt.rank, rt.world),
+                                         num_workers=cfg.workers, pin_memory=rt.device.type == "cuda")
+    params = sum(p.numel() for p in model.parameters())
+    if rt.main:
+        print(f"training {cfg.model.kind} ({params / 1e6:.2f}M params, widths {list(cfg.model.widths)}) on {len(dataset.images)} "
+              f"images, {rt.world} x {rt.device.type}{' bf16' if amp else ''}, batch {cfg.batch_size}, "
+              f"{cfg.data.burst.size}² patches, steps {start} -> {cfg.steps}, run folder {run_dir}", file=sys.stderr)
+
+    def log(row: dict) -> None:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    if rt.main and start == 0 and cfg.val_bursts:
+        log({"step": 0, "val_psnr": validate(model, val_batches, amp)})
+    stop = StopFlag(active=rt.world == 1)
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not (progress and rt.main), dynamic_ncols=True)
+    last_ckpt, window_start, window_losses, window_steps = time.monotonic(), time.monotonic(), [], 0
+    step, start_time, last = start, time.monotonic(), {}
+    model.train()
+    try:
+        for batch in loader:
+            batch = to_device(batch, rt.device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp)
+            loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window_losses.append({"loss": float(loss.detach()), **parts})
+            window_steps += 1
+            bar.update(1)
+            is_last = step == cfg.steps or stop.stop
+            if rt.main and (step % cfg.log_every == 0 or step % cfg.val_every == 0 or is_last):
+                elapsed = time.monotonic() - window_start
+                row = {"step": step, **{k: float(np.mean([w[k] for w in window_losses if k in w]))
+                                        for k in window_losses[-1]},
+                       "lr": lr_at(step - 1, cfg), "samples_per_s": window_steps * cfg.batch_size * rt.world / elapsed}
+                if cfg.val_bursts and (step % cfg.val_every == 0 or is_last):
+                    row["val_psnr"] = validate(model, val_batches, amp)
+                log(row)
+                last = row
+                bar.set_postfix(loss=f"{row['loss']:.4f}", samples_s=f"{row['samples_per_s']:.1f}",
+                                **({"val_psnr": f"{row['val_psnr']:.2f}"} if "val_psnr" in row else {}))
+                window_start, window_losses, window_steps = time.monotonic(), [], 0
+            due = (time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes
+                   or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0))
+            if rt.main and (due or is_last):
+                save_checkpoint(ckpt_path, model, optimizer, step, cfg)
+                last_ckpt = time.monotonic()
+            if stop.stop:
+                break
+    finally:
+        bar.close()
+        stop.restore()
+    if rt.main:
+        if step == start:  # nothing to do: make sure the checkpoint exists
+            save_checkpoint(ckpt_path, model, optimizer, step, cfg)
+        save_weights(model, run_dir / "model.safetensors", info={"steps": step, "train": to_dict(cfg)})
+    if rt.world > 1:
+        torch.distributed.barrier()
+    summary = {"steps": step, "interrupted": stop.stop and step < cfg.steps, "last": last,
+               "wall_s": time.monotonic() - start_time, "run_dir": str(run_dir)}
+    return summary

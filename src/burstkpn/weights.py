@@ -1,0 +1,73 @@
+"""Model weights as safetensors, with the model's config (JSON) in the file's metadata.
+
+`load_model(path)` rebuilds the network from that config alone, so a weights file carries
+everything needed to use it, its preprocessing (pre-alignment, noise map) included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from burstkpn.config import from_dict, to_dict
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.images import atomic_output
+from burstkpn.models.kpn import BurstDenoiser, ModelConfig, build_model, unwrap
+
+FORMAT = "burstkpn-weights"
+VERSION = 1
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> None:
+    """Write ``model``'s parameters (float32) and config atomically; ``info`` (JSON-able) goes in metadata too."""
+    from safetensors.torch import save_file
+
+    core = unwrap(model)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in core.state_dict().items()}
+    metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(to_dict(core.config)),
+                "info": json.dumps(info or {})}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The file's metadata: ``config`` (ModelConfig) and ``info`` (dict); one-line errors for bad files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BurstKPNError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise BurstKPNError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise BurstKPNError(f"{path}: not a burstkpn weights file (no model config in its metadata)")
+    try:
+        config = from_dict(ModelConfig, json.loads(metadata["config"]))
+        info = json.loads(metadata.get("info", "{}"))
+    except (json.JSONDecodeError, BurstKPNError) as exc:
+        raise BurstKPNError(f"{path}: unusable model config in its metadata ({exc})") from None
+    return {"config": config, "info": info}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDenoiser:
+    """The network stored at ``path``, in eval mode, with ``.config`` and ``.info`` set."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    model = build_model(meta["config"])
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise BurstKPNError(f"{path}: cannot read the weights ({str(exc).splitlines()[0][:120]})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise BurstKPNError(f"{path}: weights do not match the architecture in its config ({first[:160]})") from None
+    model.info = meta["info"]
+    return model.to(device).eval()

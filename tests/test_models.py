@@ -1,0 +1,122 @@
+"""Models: any size and batch 1, mean initialisation, σ-blind / DPN inputs, shape errors, weights files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from burstkpn.align import align_global
+from burstkpn.errors import BurstKPNError
+from burstkpn.models import ModelConfig, build_model, predict
+from burstkpn.weights import load_model, save_weights
+
+TINY = dict(widths=(4, 8), convs_per_level=1, frames=4, kernel_size=3)
+
+
+@pytest.mark.parametrize("half_res", [False, True])
+@pytest.mark.parametrize("size", [(1, 17, 23), (2, 16, 16)])
+def test_kpn_shapes_any_size(size, half_res):
+    b, h, w = size
+    model = build_model(ModelConfig(**TINY, half_res_output=half_res, init="random"))
+    burst = torch.rand(b, 4, h, w)
+    result = model(burst, torch.rand(b, 1, h, w))
+    assert result["output"].shape == (b, h, w)
+    assert result["per_frame"].shape == (b, 4, h, w)
+    assert result["kernels"].shape == (b, 4, 3, 3, h, w)
+    torch.testing.assert_close(result["output"], result["per_frame"].sum(1))
+
+
+def test_untrained_kpn_outputs_plain_mean():
+    model = build_model(ModelConfig(**TINY))
+    burst = torch.rand(1, 4, 21, 19)
+    with torch.no_grad():
+        out = predict(model, burst, 0.01, 0.001)["output"]
+    torch.testing.assert_close(out, burst.mean(1), rtol=0, atol=1e-6)
+
+
+def test_untrained_prealigned_kpn_outputs_aligned_mean():
+    torch.manual_seed(0)
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 72, 72), 5, 1)[0, 0]
+    burst = torch.stack([scene[4:52, 4:52], scene[6:54, 3:51], scene[2:50, 7:55], scene[5:53, 5:53]])[None]
+    model = build_model(ModelConfig(**TINY, prealign="global"))
+    with torch.no_grad():
+        result = predict(model, burst, 0.01, 0.001)
+    aligned, _ = align_global(burst)
+    torch.testing.assert_close(result["output"], aligned.mean(1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(result["burst"], aligned)
+
+
+def test_residual_dpn_starts_at_mean_and_direct_dpn_does_not():
+    burst = torch.rand(2, 4, 16, 16)
+    noise = torch.rand(2, 1, 16, 16)
+    residual = build_model(ModelConfig(**TINY, kind="dpn", residual=True))
+    direct = build_model(ModelConfig(**TINY, kind="dpn"))
+    with torch.no_grad():
+        torch.testing.assert_close(residual(burst, noise)["output"], burst.mean(1))
+        assert direct(burst, noise)["output"].shape == (2, 16, 16)
+        assert "per_frame" not in direct(burst, noise)
+
+
+def test_blind_kpn_needs_no_noise_map_and_has_fewer_inputs():
+    blind = build_model(ModelConfig(**TINY, kind="kpn-blind"))
+    aware = build_model(ModelConfig(**TINY))
+    assert blind.unet.encoder[0][0].in_channels == 4 and aware.unet.encoder[0][0].in_channels == 5
+    assert blind(torch.rand(1, 4, 8, 8))["output"].shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "burst_shape,noise_shape",
+    [((4, 8, 8), (1, 1, 8, 8)), ((1, 3, 8, 8), (1, 1, 8, 8)), ((1, 4, 8, 8), None), ((1, 4, 8, 8), (1, 1, 8, 9))],
+)
+def test_wrong_shapes_give_one_line_error(burst_shape, noise_shape):
+    model = build_model(ModelConfig(**TINY))
+    noise = None if noise_shape is None else torch.rand(noise_shape)
+    with pytest.raises(BurstKPNError) as info:
+        model(torch.rand(burst_shape), noise)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [dict(kind="cnn"), dict(kernel_size=4), dict(prealign="local"), dict(widths=(8,))])
+def test_bad_config_is_rejected(bad):
+    with pytest.raises(BurstKPNError):
+        ModelConfig(**{**TINY, **bad})
+
+
+def test_default_config_is_the_authors_released_variant():
+    cfg = ModelConfig()
+    assert (cfg.kind, cfg.frames, cfg.kernel_size, cfg.widths, cfg.half_res_output) == ("kpn", 8, 5, (64, 128, 256), True)
+    assert build_model(cfg).unet.head.out_channels == 200
+
+
+def test_load_model_round_trips_weights_and_config(tmp_path):
+    cfg = ModelConfig(**TINY, kind="kpn-blind", init="random", prealign="global")
+    model = build_model(cfg)
+    save_weights(model, tmp_path / "m.safetensors", info={"steps": 3})
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert loaded.config == cfg and loaded.info == {"steps": 3}
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(BurstKPNError, match="no such weights file"):
+        load_model(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(BurstKPNError, match="not a readable safetensors"):
+        load_model(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(BurstKPNError, match="not a burstkpn weights file"):
+        load_model(tmp_path / "other.safetensors")
+    # a file whose tensors belong to another architecture than its config says
+    small = build_model(ModelConfig(**TINY))
+    save_weights(small, tmp_path / "m.safetensors")
+    tensors = {k: v for k, v in small.state_dict().items() if "head" not in k}
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    save_file(tensors, str(tmp_path / "mismatch.safetensors"), metadata=meta)
+    with pytest.raises(BurstKPNError, match="do not match the architecture"):
+        load_model(tmp_path / "mismatch.safetensors")
