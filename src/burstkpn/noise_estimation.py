@@ -58,6 +58,7 @@ def binned_noise_variance(burst: np.ndarray, bins: int = 16, keep: float = 0.5, 
         level.append(ndimage.uniform_filter(frame, 5)[crop].ravel())
         texture.append(energy[crop].ravel())
     residual, level, texture = (np.concatenate(v) for v in (residual, level, texture))
+    bins = max(2, min(bins, residual.size // (2 * min_count)))  # small bursts: fewer, fuller bins
     edges = np.unique(np.quantile(level, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
     ys, vs, ns = [], [], []

@@ -1,0 +1,128 @@
+"""`burstkpn denoise` end to end on tiny bursts, with a tiny KPN saved through `burstkpn.weights`.
+
+The KPN is untrained with ``init="mean"``: it outputs the mean of the pre-aligned frames, so these
+tests check the real pipeline (loading, levels, noise, alignment, tiles, model, writers), not
+learned denoising.
+"""
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from burstkpn.camera import linear_to_srgb8, srgb8_to_linear
+from burstkpn.cli import main
+from burstkpn.commands.denoise import default_weights, parse_noise
+from burstkpn.errors import BurstKPNError
+from burstkpn.metrics import psnr
+from burstkpn.noise import NoiseLevel, add_noise
+from rawburst import clean_rgb, write_raw_burst
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), path)
+    return path
+
+
+def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, weights, capsys):
+    pytest.importorskip("rawpy")
+    from burstkpn.io.raw import read_raw
+
+    (tmp_path / "in").mkdir()
+    clean, paths = write_raw_burst(tmp_path / "in", frames=4, size=96, pattern="GRBG", black=(64, 66, 64, 66),
+                                   white=4095, noise=NoiseLevel(0.02, 0.01))
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out" / "clean"), "--model", str(weights),
+               "--tile", "64", "--quiet"])
+    assert rc == 0
+    assert "NoiseProfile" in capsys.readouterr().out
+    out = read_raw(tmp_path / "out" / "clean.dng")
+    ref = read_raw(paths[0])
+    assert out.pattern == "GRBG" and out.black_levels == (64, 66, 64, 66) and out.white_level == 4095
+    assert out.noise == ref.noise
+    before, after = psnr(ref.mosaic, clean, 1.0), psnr(out.mosaic, clean, 1.0)
+    assert after > before + 3, (before, after)
+    assert (tmp_path / "out" / "clean.preview.png").is_file() and (tmp_path / "out" / "clean.json").is_file()
+
+
+def test_raw_half_mode_writes_half_resolution_tiff(tmp_path, weights, capsys):
+    pytest.importorskip("rawpy")
+    from burstkpn.io.raw import bayer_to_gray, read_raw
+
+    (tmp_path / "in").mkdir()
+    clean, paths = write_raw_burst(tmp_path / "in", frames=4, size=64, profile=False)
+    rc = main(["denoise", *map(str, paths), "-o", str(tmp_path / "gray.tif"), "--model", str(weights),
+               "--raw-mode", "half", "--quiet"])
+    assert rc == 0 and "estimated from the burst" in capsys.readouterr().out
+    gray = tifffile.imread(tmp_path / "gray.tif").astype(np.float32) / 65535
+    assert gray.shape == (32, 32)
+    truth = bayer_to_gray(clean)
+    assert psnr(gray, truth, 1.0) > psnr(bayer_to_gray(read_raw(paths[0]).mosaic), truth, 1.0) + 3
+
+
+def test_8bit_colour_folder_gives_srgb_png(tmp_path, weights):
+    rng = np.random.default_rng(0)
+    clean = clean_rgb(64)[8:72, 8:72]
+    (tmp_path / "in").mkdir()
+    for i in range(4):  # frames shifted by whole pixels, noise in linear space, saved as 8-bit
+        frame = np.roll(clean, (i % 2, i // 2), axis=(0, 1))
+        iio.imwrite(tmp_path / "in" / f"{i}.png", linear_to_srgb8(add_noise(frame, NoiseLevel(0.02, 0.02), rng)))
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out.png"), "--model", str(weights),
+               "--noise", "0.02,0.02", "--tile", "32", "--quiet"])
+    assert rc == 0
+    out = srgb8_to_linear(iio.imread(tmp_path / "out.png"))
+    ref = srgb8_to_linear(iio.imread(tmp_path / "in" / "0.png"))
+    assert out.shape == (64, 64, 3)
+    crop = (slice(4, -4), slice(4, -4))  # rolled borders
+    assert psnr(out[crop], clean[crop], 1.0) > psnr(ref[crop], clean[crop], 1.0) + 3
+
+
+def test_16bit_tiff_gives_16bit_tiff_and_preview(tmp_path, weights):
+    rng = np.random.default_rng(1)
+    clean = clean_rgb(48)[8:56, 8:56].mean(axis=-1)
+    (tmp_path / "in").mkdir()
+    for i in range(5):  # one frame more than the model takes: the reference and the next 3 are used
+        tifffile.imwrite(tmp_path / "in" / f"{i}.tif", np.round(np.clip(add_noise(clean, NoiseLevel(0.03, 0.01), rng), 0, 1) * 65535).astype(np.uint16))
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--model", str(weights), "--no-align", "--quiet"])
+    assert rc == 0
+    out = tifffile.imread(tmp_path / "res.tif")
+    assert out.dtype == np.uint16 and out.shape == (48, 48)
+    ref = tifffile.imread(tmp_path / "in" / "0.tif") / 65535
+    assert psnr(out / 65535, clean, 1.0) > psnr(ref, clean, 1.0) + 3
+    assert iio.imread(tmp_path / "res.preview.png").dtype == np.uint8
+
+
+@pytest.mark.parametrize("case,match", [
+    ("single", "at least 2 frames"), ("sizes", "must match"), ("noise", "--noise must be"),
+    ("short", "the model takes 4 frames"), ("weights", "not a readable safetensors"),
+])
+def test_bad_input_one_line_error_and_no_output(tmp_path, weights, capsys, case, match):
+    (tmp_path / "in").mkdir()
+    n = {"single": 1, "short": 3}.get(case, 4)
+    for i in range(n):
+        iio.imwrite(tmp_path / "in" / f"{i}.png", np.zeros((16, 16 + (case == "sizes" and i == 2)), np.uint8))
+    model = weights
+    if case == "weights":
+        model = tmp_path / "bad.safetensors"
+        model.write_bytes(b"junk")
+    args = ["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out" / "x.png"), "--model", str(model), "--quiet"]
+    rc = main(args + (["--noise", "0.1"] if case == "noise" else []))
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys):
+    found = default_weights()
+    assert found is None or found.name == "kpn.safetensors"
+    if found is not None:
+        pytest.skip("a default model is shipped: the missing-model message does not apply")
+    assert main(["denoise", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
+    assert "no default model is shipped" in capsys.readouterr().err
+    assert parse_noise("auto") is None and parse_noise("0.01,0.002") == NoiseLevel(0.01, 0.002)
+    with pytest.raises(BurstKPNError):
+        parse_noise("-1,0")
