@@ -60,13 +60,14 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     val_bursts: int = 16
+    fixed_bursts: int = 0  # >0: cycle over this many bursts instead of fresh ones (overfitting checks, tests)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0:
-            raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0 and val_bursts >= 0 are required")
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0 or self.fixed_bursts < 0:
+            raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0, val_bursts >= 0 and fixed_bursts >= 0 are required")
         if self.log_every < 1 or self.val_every < 1 or self.checkpoint_every < 0:
             raise BurstKPNError("log_every and val_every must be >= 1, checkpoint_every >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -94,20 +95,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-def batch_indices(step: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
-    """Data-set indices of the batch that ``rank`` trains on at ``step``."""
+def batch_indices(step: int, batch_size: int, rank: int = 0, world: int = 1, fixed: int = 0) -> list[int]:
+    """Data-set indices of the batch that ``rank`` trains on at ``step`` (modulo ``fixed`` when > 0)."""
     first = (step * world + rank) * batch_size
-    return list(range(first, first + batch_size))
+    return [k % fixed if fixed else k for k in range(first, first + batch_size)]
 
 
 class StepBatches(torch.utils.data.Sampler):
     """Batch sampler yielding `batch_indices` for steps start .. steps-1."""
 
-    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int):
-        self.start, self.steps, self.batch_size, self.rank, self.world = start, steps, batch_size, rank, world
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int, fixed: int = 0):
+        self.start, self.steps, self.batch_size, self.rank, self.world, self.fixed = start, steps, batch_size, rank, world, fixed
 
     def __iter__(self):
-        return (batch_indices(t, self.batch_size, self.rank, self.world) for t in range(self.start, self.steps))
+        return (batch_indices(t, self.batch_size, self.rank, self.world, self.fixed) for t in range(self.start, self.steps))
 
     def __len__(self) -> int:
         return max(self.steps - self.start, 0)
@@ -155,7 +156,7 @@ def load_dataset(images, cfg: TrainConfig, progress: bool) -> BurstDataset:
         burst = cfg.data.burst
         sides = [min(_image_shape(p)) for p in _paths(images)]
         fit = (max(sides) // burst.downsample - 2 * burst.large_shift) if sides else 0
-        hint = (f"the largest side here is {max(sides)} px, which fits --patch-size {fit} or less" if fit > 0
+        hint = (f"the largest photo here has a {max(sides)}-px short side, which fits --patch-size {fit} or less" if fit > 0
                 else "use larger photos")
         raise BurstKPNError(
             f"{exc}: a {burst.size}-px patch with ±{burst.large_shift}-px shifts at {burst.downsample}x "
@@ -311,7 +312,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         val_items = [dataset[VAL_BASE + j] for j in range(cfg.val_bursts)]
         val_batches = [to_device(torch.utils.data.default_collate(val_items[i : i + cfg.batch_size]), rt.device)
                        for i in range(0, len(val_items), cfg.batch_size)]
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, cfg.steps, cfg.batch_size, rt.rank, rt.world),
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, cfg.steps, cfg.batch_size, rt.rank, rt.world, cfg.fixed_bursts),
                                          num_workers=cfg.workers, pin_memory=rt.device.type == "cuda")
     params = sum(p.numel() for p in model.parameters())
     if rt.main:
@@ -373,6 +374,6 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         save_weights(model, run_dir / "model.safetensors", info={"steps": step, "train": to_dict(cfg)})
     if rt.world > 1:
         torch.distributed.barrier()
-    summary = {"steps": step, "interrupted": stop.stop and step < cfg.steps, "last": last,
+    summary = {"model": unwrap(model), "steps": step, "interrupted": stop.stop and step < cfg.steps, "last": last,
                "wall_s": time.monotonic() - start_time, "run_dir": str(run_dir)}
     return summary
