@@ -134,8 +134,9 @@ def align_tiles(frames: torch.Tensor, params: HDRPlusParams = DEFAULT) -> torch.
     pyramid, factors, levels = [frames.float()], [], []
     for factor, tile, radius in params.levels:
         level = _gaussian_downsample(pyramid[-1], factor) if levels else pyramid[0]
-        if levels and min(level.shape[-2:]) < tile:
-            break  # too small for even one tile: start from here
+        tile = min(tile, min(level.shape[-2:]) // 2 * 2)  # a small image's coarsest level: one tile
+        if levels and tile < 4:
+            break  # too small to align: start from the previous level
         if levels:
             pyramid.append(level)
         factors.append(factor)

@@ -1,0 +1,89 @@
+"""``burstkpn evaluate`` end to end on a tiny test set built from scikit-image's bundled photos."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from burstkpn import baselines
+from burstkpn.cli import main
+from burstkpn.evaluate import evaluate, markdown_table, resolve_methods
+from burstkpn.metrics import CAPTION, psnr
+from burstkpn.testset import build_testset, load_testset, save_testset
+
+
+@pytest.fixture(scope="module")
+def testset_file(photo_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ts") / "tiny.npz"
+    save_testset(build_testset(photo_dir, gains=(1, 4), size=32, progress=False), path)
+    return path  # 3 scenes x 2 gains
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("burstkpn: error: "), err
+    return err
+
+
+def test_csv_has_one_row_per_method_and_gain(testset_file, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--testset", str(testset_file), "--methods", "reference,average,hdrplus",
+               "--max-bursts", "hdrplus=2", "--out", str(out), "--quiet"])
+    assert rc == 0
+    rows = read_csv(out / "results.csv")
+    assert [(r["method"], r["gain"]) for r in rows] == [
+        (m, g) for m in ("reference", "average", "hdrplus") for g in ("1", "4")
+    ]
+    assert list(rows[0]) == ["method", "gain", "psnr", "ssim", "seconds_per_burst", "n_bursts", "note"]
+    assert [r["n_bursts"] for r in rows] == ["3", "3", "3", "3", "2", "2"]
+    assert rows[-1]["note"] == "subset: 2 of 3 scenes"
+    # the reference row is exactly the protocol's PSNR of the noisy frames, averaged
+    ts = load_testset(testset_file)
+    want = np.mean([psnr(ts.noisy[i, 0], ts.clean[i], ts.white_level[i]) for i in ts.rows(1)])
+    assert float(rows[0]["psnr"]) == pytest.approx(want, abs=1e-3)
+    table = (out / "results.md").read_text()
+    assert "| method | gain 1 | gain 4 | s / burst |" in table and CAPTION in table and "hdrplus †" in table
+    assert len(read_csv(out / "per_burst.csv")) == 3 * 2 * 2 + 2 * 2
+    for png in ("psnr_vs_gain.png", "crops.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_extra_is_a_row_not_a_crash(testset_file, monkeypatch):
+    monkeypatch.setitem(baselines.REGISTRY, "needs-extra", baselines.Entry("average:average", ("no_such_package_x",), "no-such"))
+    ts = load_testset(testset_file)
+    ev = evaluate(ts, resolve_methods("reference,needs-extra"), progress=False)
+    missing = [r for r in ev.results if r.method == "needs-extra"]
+    assert len(missing) == 2 and all(r.n_bursts == 0 and r.note == "not installed (pip install no-such)" for r in missing)
+    assert "| needs-extra | not installed (pip install no-such) |" in markdown_table(ev, "tiny")
+
+
+def test_unknown_method_is_one_line_error(testset_file, tmp_path, capsys):
+    err = one_line_error(capsys, ["evaluate", "--testset", str(testset_file), "--methods", "reference,vbm4d", "--out", str(tmp_path)])
+    assert "unknown method 'vbm4d'" in err
+
+
+def test_corrupt_testset_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    err = one_line_error(capsys, ["evaluate", "--testset", str(bad), "--methods", "reference", "--out", str(tmp_path / "o")])
+    assert "bad.npz" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gains", "2"], "gain(s) [2] not in the test set"),
+    (["--max-bursts", "bm3d=2"], "'bm3d' is not one of the methods"),
+    (["--max-bursts", "0"], "K must be at least 1"),
+    (["--model", "no-such-weights.safetensors"], "no-such-weights.safetensors"),
+])
+def test_bad_arguments_are_one_line_errors(testset_file, tmp_path, capsys, argv, message):
+    err = one_line_error(capsys, ["evaluate", "--testset", str(testset_file), "--methods", "reference", "--out", str(tmp_path), *argv])
+    assert message in err
