@@ -18,6 +18,16 @@ def test_reads_8_and_16_bit_and_float(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.png", "c.tif"]
 
 
+def test_16_bit_colour_png_keeps_full_precision(tmp_path):
+    import png
+
+    a = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000 + 7).astype(np.uint16)
+    png.from_array(a.reshape(4, 15), "RGB;16").save(str(tmp_path / "rgb16.png"))
+    img = read_image(tmp_path / "rgb16.png")
+    assert img.bit_depth == 16 and img.pixels.shape == (4, 5, 3)
+    assert np.array_equal(np.round(img.pixels * 65535).astype(np.uint16), a)
+
+
 @pytest.mark.parametrize("case,match", [
     ("missing", "no such file"), ("empty", "empty file"), ("text", "cannot read image"),
     ("truncated", "cannot read image"), ("nan", "NaN"), ("negative", r"\[0, 1\]"),

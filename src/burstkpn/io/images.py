@@ -64,8 +64,32 @@ def read_image(path: str | Path) -> LoadedImage:
     return _to_float(raw, path)
 
 
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR chunk, or None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24], head[25]
+    return None
+
+
+def _read_png16_colour(path: Path) -> np.ndarray:
+    """16-bit RGB(A) PNG at full precision (Pillow silently reduces these to 8 bits)."""
+    import png  # pypng
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    if width * height > MAX_PIXELS:
+        raise BurstKPNError(f"{path}: header claims {width}x{height} px, more than {MAX_PIXELS} allowed")
+    planes = info["planes"]
+    return np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
+
+    header = _png_header(path)
+    if header is not None and header[0] == 16 and header[1] in (2, 6):
+        return _read_png16_colour(path)
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # header bombs raise DecompressionBombError
     with Image.open(path) as im:
