@@ -96,6 +96,16 @@ def test_existing_run_needs_resume_and_unchanged_config(photo_dir, tmp_path):
     assert train(tiny_config(steps=4), photo_dir, tmp_path / "run", resume=True, progress=False)["steps"] == 4
 
 
+def test_init_from_weights_takes_their_config_and_values(photo_dir, tmp_path):
+    first = train(tiny_config(steps=2), photo_dir, tmp_path / "a", progress=False)["model"]
+    other_width = tiny_config(steps=0, model={"widths": [4, 8]})
+    second = train(other_width, photo_dir, tmp_path / "b", init=tmp_path / "a" / "model.safetensors", progress=False)
+    assert second["model"].config == first.config
+    for (name, a), b in zip(first.state_dict().items(), second["model"].state_dict().values()):
+        assert torch.equal(a, b), name
+    assert from_dict(TrainConfig, read_toml(tmp_path / "b" / "config.toml")).model.widths == (8, 16)
+
+
 def test_batches_differ_per_rank_and_step():
     seen = [tuple(batch_indices(t, 4, r, 2)) for t in range(3) for r in range(2)]
     assert len(set(sum(seen, ()))) == 24

@@ -228,7 +228,11 @@ def load_checkpoint(path: Path) -> dict:
 
 def resolve_resume(cfg: TrainConfig, checkpoint: dict, path: Path) -> None:
     """Raise unless ``cfg`` equals the checkpoint's config in everything but run-control fields."""
-    saved, now = checkpoint["config"], to_dict(cfg)
+    try:  # through the dataclass, so that fields added since the checkpoint compare at their defaults
+        saved = to_dict(from_dict(TrainConfig, checkpoint["config"]))
+    except BurstKPNError:
+        saved = checkpoint["config"]
+    now = to_dict(cfg)
     changed = sorted(k for k in set(saved) | set(now) if k not in RUN_FIELDS and saved.get(k) != now.get(k))
     if changed:
         raise BurstKPNError(f"{path}: cannot resume with a changed config ({', '.join(changed)}); use a new --out")
@@ -374,6 +378,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         save_weights(model, run_dir / "model.safetensors", info={"steps": step, "train": to_dict(cfg)})
     if rt.world > 1:
         torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     summary = {"model": unwrap(model), "steps": step, "interrupted": stop.stop and step < cfg.steps, "last": last,
                "wall_s": time.monotonic() - start_time, "run_dir": str(run_dir)}
     return summary
