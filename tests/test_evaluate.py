@@ -87,3 +87,18 @@ def test_corrupt_testset_is_one_line_error(tmp_path, capsys):
 def test_bad_arguments_are_one_line_errors(testset_file, tmp_path, capsys, argv, message):
     err = one_line_error(capsys, ["evaluate", "--testset", str(testset_file), "--methods", "reference", "--out", str(tmp_path), *argv])
     assert message in err
+
+
+def test_weights_file_is_a_method_named_from_its_card(testset_file, tmp_path, capsys):
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    weights = tmp_path / "fresh.safetensors"  # an untrained KPN with init "mean" outputs the plain mean
+    save_weights(build_model(ModelConfig(widths=(4, 8), convs_per_level=1)), weights)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--testset", str(testset_file), "--methods", "average", "--model", str(weights),
+                 str(weights), "--out", str(out), "--quiet"]) == 0
+    rows = {(r["method"], r["gain"]): float(r["psnr"]) for r in read_csv(out / "results.csv")}
+    assert set(rows) == {(m, g) for m in ("average", "kpn", "kpn (fresh)") for g in ("1", "4")}
+    for g in ("1", "4"):
+        assert rows[("kpn", g)] == pytest.approx(rows[("average", g)], abs=1e-3)

@@ -73,20 +73,23 @@ def shipped_models() -> list[Path]:
 
 
 def model_method(path: str | Path) -> Method:
-    """A weights file from ``burstkpn train`` as a method, named from its weight card.
-
-    Contract with `burstkpn.weights`: ``load_model(path)`` returns a model whose ``card.name`` is the
-    row name (``kpn``, ``kpn-blind``, ``dpn``, ...), and ``predict(model, burst (N, H, W), noise)``
-    returns the (H, W) linear estimate.
-    """
+    """A weights file from ``burstkpn train`` as a method, named from its card: the ``name`` in the
+    file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
     try:
-        from burstkpn.weights import load_model, predict
-    except ImportError:
-        raise BurstKPNError(
-            f"{path}: learned models are not available in this burstkpn (burstkpn.weights has no load_model/predict)"
-        ) from None
+        from burstkpn.models.kpn import predict
+        from burstkpn.weights import load_model
+    except ImportError as exc:
+        raise BurstKPNError(f"{path}: learned models are not available in this burstkpn ({exc})") from None
+    import torch
+
     model = load_model(path)
-    return Method(model.card.name, lambda burst, noise: predict(model, burst, noise))
+
+    def denoise(burst: np.ndarray, noise: NoiseLevel) -> np.ndarray:
+        with torch.no_grad():
+            out = predict(model, torch.from_numpy(burst)[None], noise.sigma_read, noise.sigma_shot)
+        return out["output"][0].numpy()
+
+    return Method(str(model.info.get("name") or model.config.kind), denoise)
 
 
 def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
@@ -103,10 +106,10 @@ def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
         reason = baselines.missing(name)  # also rejects unknown names
         methods.append(Method(name, None if reason else baselines.load(name), reason))
     for path in models:
-        methods.append(model_method(path))
+        methods.append(_named_apart(model_method(path), path, methods))
     for path in shipped_models() if everything else []:
         try:
-            methods.append(model_method(path))
+            methods.append(_named_apart(model_method(path), path, methods))
         except BurstKPNError as exc:
             methods.append(Method(path.stem, None, str(exc)))
     limits = _parse_max_bursts(max_bursts, [m.name for m in methods])
@@ -115,6 +118,13 @@ def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
     if len({m.name for m in methods}) != len(methods):
         raise BurstKPNError(f"two methods share a name: {', '.join(m.name for m in methods)}")
     return methods
+
+
+def _named_apart(method: Method, path: str | Path, taken: list[Method]) -> Method:
+    """Two models of the same kind become ``kpn (fileA)``, ``kpn (fileB)``."""
+    if any(m.name == method.name for m in taken):
+        method.name = f"{method.name} ({Path(path).stem})"
+    return method
 
 
 def _parse_max_bursts(items, names: list[str]) -> dict[str | None, int]:

@@ -17,7 +17,7 @@ Python loops run only over pyramid levels and frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def hdrplus(burst: np.ndarray, noise: NoiseLevel, params: HDRPlusParams = DEFAUL
 
 def hdrplus_merge_only(burst: np.ndarray, noise: NoiseLevel) -> tuple[np.ndarray, float]:
     """The temporal merge without spatial shrinkage, and its noise-variance factor (for BM3D after it)."""
-    return merge(burst, noise, HDRPlusParams(**{**DEFAULT.__dict__, "spatial_strength": 0.0}))
+    return merge(burst, noise, replace(DEFAULT, spatial_strength=0.0))
 
 
 # --- tiles -----------------------------------------------------------------------------------
