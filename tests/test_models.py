@@ -10,7 +10,7 @@ from burstkpn.errors import BurstKPNError
 from burstkpn.models import ModelConfig, build_model, predict
 from burstkpn.weights import load_model, save_weights
 
-TINY = dict(widths=(4, 8), convs_per_level=1, frames=4, kernel_size=3)
+TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
 
 
 @pytest.mark.parametrize("half_res", [False, True])
@@ -76,7 +76,7 @@ def test_wrong_shapes_give_one_line_error(burst_shape, noise_shape):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("bad", [dict(kind="cnn"), dict(kernel_size=4), dict(prealign="local"), dict(widths=(8,))])
+@pytest.mark.parametrize("bad", [{"kind": "cnn"}, {"kernel_size": 4}, {"prealign": "local"}, {"widths": (8,)}])
 def test_bad_config_is_rejected(bad):
     with pytest.raises(BurstKPNError):
         ModelConfig(**{**TINY, **bad})

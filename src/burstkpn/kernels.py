@@ -45,7 +45,7 @@ def apply_kernels(burst: torch.Tensor, kernels: torch.Tensor) -> tuple[torch.Ten
 
 def _apply_accumulate(burst: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """In-place sum over the K² offsets of kernel tap x shifted frame; extra memory ~ one burst."""
-    b, n, h, w = burst.shape
+    h, w = burst.shape[-2:]
     k = kernels.shape[2]
     r = k // 2
     padded = F.pad(burst, (r, r, r, r))

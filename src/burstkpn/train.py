@@ -126,7 +126,7 @@ def fix_allocator() -> None:
 class Runtime:
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
@@ -222,7 +222,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -
 def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a damaged file
         raise BurstKPNError(f"{path}: unreadable checkpoint ({str(exc).splitlines()[0][:120]})") from None
 
 

@@ -42,7 +42,7 @@ def read_metadata(path: str | Path) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-    except Exception as exc:  # safetensors raises several types for a damaged file
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise BurstKPNError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120]})") from None
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise BurstKPNError(f"{path}: not a burstkpn weights file (no model config in its metadata)")
@@ -62,7 +62,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
     model = build_model(meta["config"])
     try:
         state = load_file(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as above
         raise BurstKPNError(f"{path}: cannot read the weights ({str(exc).splitlines()[0][:120]})") from None
     try:
         model.load_state_dict(state)
