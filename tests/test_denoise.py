@@ -12,7 +12,8 @@ import tifffile
 
 from burstkpn.camera import linear_to_srgb8, srgb8_to_linear
 from burstkpn.cli import main
-from burstkpn.commands.denoise import default_weights, parse_noise
+from burstkpn.commands.denoise import parse_noise
+from burstkpn.weights import default_weights
 from burstkpn.errors import BurstKPNError
 from burstkpn.metrics import psnr
 from burstkpn.noise import NoiseLevel, add_noise

@@ -18,7 +18,6 @@ COMMANDS = {
     "synth": "build a seeded, versioned evaluation test set of synthetic bursts",
     "demo": "synthesise a burst from a bundled photo and show what each method recovers",
     "denoise": "denoise a real burst (image folder, 16-bit TIFF/PNG, camera raw/DNG) with a trained model",
-    "denoise": "denoise a real burst (image folder, 16-bit TIFF/PNG, camera raw/DNG) with a trained model",
     "evaluate": "run classical and learned methods on a test set; write the paper's Table 1 with plots",
     "train": "train a kernel prediction network on synthetic bursts from photo folders",
 }

@@ -7,6 +7,7 @@ everything needed to use it, its preprocessing (pre-alignment, noise map) includ
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -18,6 +19,26 @@ from burstkpn.models.kpn import BurstDenoiser, ModelConfig, build_model, unwrap
 
 FORMAT = "burstkpn-weights"
 VERSION = 1
+PRETRAINED = "pretrained"  # package folder of the shipped weights and their cards
+DEFAULT_MODEL = "kpn"
+
+
+def shipped_weights() -> list[Path]:
+    """Weights files shipped inside the package (``burstkpn/pretrained/*.safetensors``), sorted."""
+    folder = resources.files("burstkpn") / PRETRAINED
+    if not folder.is_dir():
+        return []
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors"))
+
+
+def default_weights() -> Path | None:
+    """The shipped default model (``pretrained/kpn.safetensors``), or None if this install has none."""
+    return next((p for p in shipped_weights() if p.stem == DEFAULT_MODEL), None)
+
+
+def model_name(model: BurstDenoiser) -> str:
+    """The model's row name in tables: its card's ``name``, else its kind (kpn, kpn-blind, dpn)."""
+    return str(getattr(model, "info", {}).get("name") or model.config.kind)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,17 @@ from burstkpn.camera import gamma_compress, linear_to_srgb8, srgb_curve
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.bursts import Burst, load_burst
 from burstkpn.io.images import atomic_output, write_png
-from burstkpn.io.raw import bayer_planes, bayer_to_gray, gray_noise, mosaic_from_planes, preview_rgb, write_dng
+from burstkpn.io.raw import (
+    bayer_planes,
+    bayer_to_gray,
+    gray_noise,
+    mosaic_from_planes,
+    preview_rgb,
+    write_dng,
+)
 from burstkpn.noise import NoiseLevel
 from burstkpn.tiles import choose_tile, run_tiled
 
-DEFAULT_WEIGHTS = "kpn.safetensors"  # shipped in the package's weights/ folder once trained
 TILE_OVERLAP = 32
 
 
@@ -50,12 +55,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def default_weights() -> Path | None:
-    """The shipped model (``burstkpn/weights/kpn.safetensors``), or None while none is shipped."""
-    candidate = resources.files("burstkpn") / "weights" / DEFAULT_WEIGHTS
-    return Path(str(candidate)) if candidate.is_file() else None
-
-
 def parse_noise(text: str) -> NoiseLevel | None:
     """``"auto"`` -> None; ``"0.01,0.002"`` -> NoiseLevel(0.01, 0.002); one-line error otherwise."""
     if text == "auto":
@@ -69,6 +68,8 @@ def parse_noise(text: str) -> NoiseLevel | None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    from burstkpn.weights import default_weights
+
     weights = Path(args.model) if args.model else default_weights()
     if weights is None:
         raise BurstKPNError("no --model given and no default model is shipped with this version of burstkpn yet: "
