@@ -18,7 +18,6 @@ from burstkpn.baselines.hdrplus import hdrplus_merge_only
 from burstkpn.baselines.vst import anscombe, effective_sigma, inverse_anscombe
 from burstkpn.noise import NoiseLevel
 
-
 VST_MAX_READ = 0.025  # between gain 2 (σ_read 0.016) and gain 4 (0.036)
 
 

@@ -166,7 +166,7 @@ def raised_cosine(tile: int) -> torch.Tensor:
 
 def _pad_for_tiles(frames: torch.Tensor, tile: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad (N, H, W) so that half-overlap tiles cover every pixel twice; returns the top-left pad."""
-    n, h, w = frames.shape
+    _, h, w = frames.shape
     half = tile // 2
     hp, wp = -(-(h + tile) // half) * half, -(-(w + tile) // half) * half
     pads = (half, wp - w - half, half, hp - h - half)

@@ -10,7 +10,14 @@ from pathlib import Path
 from burstkpn import __version__
 from burstkpn.errors import BurstKPNError
 from burstkpn.evaluate import (
-    describe_testset, evaluate, plot_crops, plot_psnr, resolve_methods, write_csv, write_markdown, write_per_burst,
+    describe_testset,
+    evaluate,
+    plot_crops,
+    plot_psnr,
+    resolve_methods,
+    write_csv,
+    write_markdown,
+    write_per_burst,
 )
 from burstkpn.io.images import atomic_output
 from burstkpn.testset import load_testset
