@@ -67,9 +67,12 @@ class Evaluation:
 
 
 def shipped_models() -> list[Path]:
-    """Weights files shipped inside the package (``burstkpn/weights/*.safetensors``)."""
-    folder = Path(__file__).parent / "weights"
-    return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    """Weights files shipped with the package (`burstkpn.weights.shipped_weights`), if any."""
+    try:
+        from burstkpn.weights import shipped_weights
+    except ImportError:
+        return []
+    return shipped_weights()
 
 
 def model_method(path: str | Path) -> Method:
@@ -77,7 +80,7 @@ def model_method(path: str | Path) -> Method:
     file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
     try:
         from burstkpn.models.kpn import predict
-        from burstkpn.weights import load_model
+        from burstkpn.weights import load_model, model_name
     except ImportError as exc:
         raise BurstKPNError(f"{path}: learned models are not available in this burstkpn ({exc})") from None
     import torch
@@ -89,7 +92,7 @@ def model_method(path: str | Path) -> Method:
             out = predict(model, torch.from_numpy(burst)[None], noise.sigma_read, noise.sigma_shot)
         return out["output"][0].numpy()
 
-    return Method(str(model.info.get("name") or model.config.kind), denoise)
+    return Method(model_name(model), denoise)
 
 
 def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
