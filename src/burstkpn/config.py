@@ -61,6 +61,10 @@ def read_toml(path: str | Path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise BurstKPNError(f"{path}: no such config file") from None
+    except OSError as exc:  # a folder, unreadable, ...
+        raise BurstKPNError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise BurstKPNError(f"{path}: malformed TOML (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise BurstKPNError(f"{path}: malformed TOML ({exc})") from None
 

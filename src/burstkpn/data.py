@@ -35,6 +35,8 @@ def image_paths(sources: list[str | Path] | str | Path) -> list[Path]:
     paths: list[Path] = []
     for src in sources:
         src = Path(src)
+        if not src.exists():
+            raise BurstKPNError(f"{src}: no such file or folder")
         paths.extend(list_images(src) if src.is_dir() else [src])
     if not paths:
         raise BurstKPNError("no images given")

@@ -85,8 +85,9 @@ def build_testset(
         raise BurstKPNError(f"--per-image must be at least 1, got {per_image}")
     if not gains:
         raise BurstKPNError("at least one gain is needed")
-    gains = [int(g) if float(g) == int(float(g)) else g for g in gains]
-    levels = {g: noise_level_for_gain(g) for g in gains}
+    named = [noise_level_for_gain(g) for g in gains]  # an unknown gain ("3", "high", "nan") is a one-line error
+    gains = [int(float(g)) for g in gains]
+    levels = dict(zip(gains, named))
     if len(set(gains)) != len(gains):
         raise BurstKPNError(f"gains repeat: {gains}")
     if motion not in ("global", "local"):

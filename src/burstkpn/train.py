@@ -28,7 +28,7 @@ import torch
 from burstkpn.config import from_dict, to_dict, to_toml
 from burstkpn.data import BurstDataset, TrainingDataConfig
 from burstkpn.errors import BurstKPNError
-from burstkpn.io.images import atomic_output
+from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.losses import LossConfig, total_loss
 from burstkpn.metrics import psnr
 from burstkpn.models.kpn import ModelConfig, build_model, predict, unwrap
@@ -270,7 +270,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps``; returns a summary dict."""
     from tqdm import tqdm
 
-    run_dir = Path(run_dir)
+    run_dir = check_output_folder(run_dir)
     ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     if cfg.allocator_fix:
         fix_allocator()
@@ -300,16 +300,15 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         optimizer.load_state_dict(checkpoint["optimizer"])
         start = int(checkpoint["step"])
         set_rng_states(checkpoint["rng"])
+    dataset = load_dataset(images, cfg, progress and rt.main)  # bad photos fail before the run folder is written
     if rt.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(run_dir)
         with atomic_output(run_dir / "config.toml") as tmp:
             tmp.write_text(to_toml(cfg))
         if checkpoint is not None:
             trim_metrics(metrics_path, start)
     if rt.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-
-    dataset = load_dataset(images, cfg, progress and rt.main)
     amp = cfg.bf16 and (rt.device.type == "cpu" or torch.cuda.is_bf16_supported())
     val_batches = []
     if rt.main:

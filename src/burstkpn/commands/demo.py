@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from burstkpn.camera import gamma_expand, linear_to_srgb8, sample_white_level, to_grayscale
-from burstkpn.errors import BurstKPNError
-from burstkpn.io.images import atomic_output, write_png
+from burstkpn.io.images import atomic_output, check_output_folder, make_folder, write_png
 from burstkpn.metrics import CAPTION, psnr, ssim
 from burstkpn.noise import add_noise, noise_level_for_gain
 from burstkpn.synth import BurstConfig, synthesize_burst
@@ -46,10 +44,7 @@ def bundled_photo(name: str) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     level = noise_level_for_gain(args.gain)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BurstKPNError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(args.out)  # created only once there is something to write
     rng = np.random.default_rng(args.seed)
     cfg = BurstConfig(frames=args.frames, size=args.size)
     burst = synthesize_burst(bundled_photo(args.image), rng, cfg)
@@ -69,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: this install ships no trained model; pass --model WEIGHTS to add one")
     results = {m.name: m.denoise(noisy, level) for m in methods if m.denoise is not None}
     rows = {name: {"psnr": psnr(img, clean, white), "ssim": ssim(img, clean, white)} for name, img in results.items()}
+
+    make_folder(out)
 
     def save(name: str, linear: np.ndarray) -> None:
         write_png(out / f"{name}.png", linear_to_srgb8(linear / white))

@@ -18,7 +18,7 @@ import numpy as np
 from burstkpn.camera import gamma_compress, linear_to_srgb8, srgb_curve
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.bursts import Burst, load_burst
-from burstkpn.io.images import atomic_output, write_png
+from burstkpn.io.images import atomic_output, check_output_file, write_png
 from burstkpn.io.raw import (
     bayer_planes,
     bayer_to_gray,
@@ -68,6 +68,7 @@ def parse_noise(text: str) -> NoiseLevel | None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    check_output_file(args.out)  # fail before the work, not after it
     from burstkpn.weights import default_weights
 
     weights = Path(args.model) if args.model else default_weights()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from burstkpn import __version__
-from burstkpn.errors import BurstKPNError
 from burstkpn.evaluate import (
     describe_testset,
     evaluate,
@@ -19,7 +17,7 @@ from burstkpn.evaluate import (
     write_markdown,
     write_per_burst,
 )
-from burstkpn.io.images import atomic_output
+from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.testset import load_testset
 
 
@@ -37,15 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BurstKPNError(f"{out}: exists and is not a folder")
+    out = check_output_folder(args.out)
     testset = load_testset(args.testset)
     methods = resolve_methods(args.methods, args.model, args.max_bursts)
     start = time.perf_counter()
     ev = evaluate(testset, methods, args.gains, seed=args.seed, progress=not args.quiet)
     description = describe_testset(testset, args.testset)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_csv(ev, out / "results.csv")
     write_per_burst(ev, out / "per_burst.csv")
     write_markdown(ev, description, out / "results.md")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from burstkpn.io.images import check_output_file
 from burstkpn.testset import build_testset, save_testset
 
 
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    check_output_file(args.out)
     testset = build_testset(
         args.images, gains=args.gains, size=args.size, per_image=args.per_image,
         seed=args.seed, frames=args.frames, motion=args.motion, progress=not args.quiet,

@@ -135,6 +135,40 @@ def _to_float(raw: np.ndarray, path: Path) -> LoadedImage:
     raise BurstKPNError(f"{path}: unsupported pixel type {raw.dtype} (use 8/16-bit integers or float in [0, 1])")
 
 
+def check_output_folder(path: str | Path) -> Path:
+    """Raise a one-line error unless ``path`` is a folder or could be created as one; creates nothing.
+
+    Commands call this before any work, so a mistyped output path fails at once, not after it.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise BurstKPNError(f"{p}: exists and is not a folder" if p == path
+                                    else f"{path}: cannot create folder ({p} is a file)")
+            break
+    return path
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Raise a one-line error if ``path`` is a folder or its folder cannot exist; creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise BurstKPNError(f"{path}: is a folder, expected a file path")
+    check_output_folder(path.parent if str(path.parent) else Path("."))
+    return path
+
+
+def make_folder(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents); a one-line error if that is impossible."""
+    path = check_output_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BurstKPNError(f"{path}: cannot create folder ({exc.strerror})") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
