@@ -32,6 +32,8 @@ from burstkpn.synth import BurstConfig, LocalMotion, local_margin, synthesize_bu
 FORMAT = "burstkpn-testset"
 VERSION = 1
 ARRAYS = ("clean", "noisy", "sigma_read", "sigma_shot", "white_level", "gain", "scene", "shifts", "source")
+KINDS = {"clean": "f", "noisy": "f", "sigma_read": "f", "sigma_shot": "f", "white_level": "f", "shifts": "f",
+         "gain": "iu", "scene": "iu", "source": "US"}  # numpy dtype kinds each array may have
 
 
 @dataclass
@@ -185,13 +187,19 @@ def load_testset(path: str | Path) -> TestSet:
         raise BurstKPNError(f"{path}: not a burstkpn test set (format is {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
         raise BurstKPNError(f"{path}: test-set version {meta.get('version')} is not supported (this burstkpn reads {VERSION})")
+    for name, kinds in KINDS.items():  # shapes and types are checked before anything uses them
+        a = arrays[name]
+        if a.ndim == 0 or a.dtype.kind not in kinds:
+            raise BurstKPNError(f"{path}: inconsistent test-set arrays ({name} is {a.dtype} of shape {a.shape})")
     ts = TestSet(**arrays, meta=meta)
     m = len(ts.gain)
+    if m == 0 or 0 in ts.noisy.shape:
+        raise BurstKPNError(f"{path}: empty test set (noisy {ts.noisy.shape})")
     if ts.noisy.ndim != 4 or ts.clean.shape != (m, *ts.noisy.shape[2:]) or ts.noisy.shape[0] != m:
         raise BurstKPNError(f"{path}: inconsistent test-set arrays (clean {ts.clean.shape}, noisy {ts.noisy.shape})")
     if any(len(getattr(ts, k)) != m for k in ("sigma_read", "sigma_shot", "white_level", "scene", "shifts", "source")):
         raise BurstKPNError(f"{path}: inconsistent test-set arrays (row counts differ)")
-    if not (np.isfinite(ts.noisy).all() and np.isfinite(ts.clean).all()):
+    if not all(np.isfinite(getattr(ts, k)).all() for k, kinds in KINDS.items() if kinds == "f"):
         raise BurstKPNError(f"{path}: test set contains NaN or Inf values")
     return ts
 
