@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "half: the paper's 2x2 Bayer mean, a half-resolution grayscale TIFF")
     p.add_argument("--gamma-16bit", action="store_true", help="16-bit inputs are gamma-encoded, not linear")
     p.add_argument("--before", action="store_true", help="also write the noisy reference as <out>.before.png")
+    p.add_argument("--report", action="store_true",
+                   help="also write <out>.report.html: before/after slider and the kernels (self-contained)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,27 +71,17 @@ def parse_noise(text: str) -> NoiseLevel | None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     check_output_file(args.out)  # fail before the work, not after it
-    from burstkpn.weights import default_weights
-
-    weights = Path(args.model) if args.model else default_weights()
-    if weights is None:
-        raise BurstKPNError("no --model given and no default model is shipped with this version of burstkpn yet: "
-                            "pass --model WEIGHTS.safetensors (see `burstkpn train`)")
-    from burstkpn.weights import load_model
-
-    model = load_model(weights)
-    flag_noise = parse_noise(args.noise)
-    burst = load_burst(args.inputs, args.reference, linear16=not args.gamma_16bit)
-    burst = _fit_frames(burst, model.config.frames)
-    bursts = split_channels(burst, args.raw_mode)  # list of (N, H, W)
-    noise, source = resolve_noise(burst, bursts, flag_noise, args.raw_mode)
-    print(f"noise: sigma_read={noise.sigma_read:.4g}, sigma_shot={noise.sigma_shot:.4g} ({source})")
-    if args.align:
-        bursts = [prealign(b) for b in bursts]
+    model, weights = resolve_model(args.model)
+    burst, bursts, noise, source = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise,
+                                                 model.config.frames, args.raw_mode, args.align)
     h, w = bursts[0].shape[-2:]
     tile = args.tile or choose_tile(h, w, args.memory_gb * 2**30, model_bytes_per_pixel(model.config), TILE_OVERLAP)
     denoised = [denoise_gray(model, b, noise, tile, progress=not args.quiet) for b in bursts]
-    written = write_outputs(Path(args.out), burst, denoised, args.raw_mode, args.before, args.gamma_16bit)
+    written = write_outputs(Path(args.out), burst, denoised, args.raw_mode, args.before or args.report, args.gamma_16bit)
+    if args.report:
+        from burstkpn.report import denoise_report
+
+        written.append(denoise_report(written, model, bursts[len(bursts) // 2], noise, weights))
     settings = {
         "inputs": [str(p) for p in burst.paths], "kind": burst.kind, "model": str(weights),
         "noise": {"sigma_read": noise.sigma_read, "sigma_shot": noise.sigma_shot, "source": source},
@@ -102,6 +94,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(str(p) for p in written)} ({len(burst.paths)} frames, {w}x{h} per plane, "
           f"tile {tile}, {settings['seconds']:.1f} s)")
     return 0
+
+
+def resolve_model(path: str | None):
+    """(model, weights path): ``path``, else the model shipped with burstkpn; a one-line error if neither."""
+    from burstkpn.weights import default_weights, load_model
+
+    weights = Path(path) if path else default_weights()
+    if weights is None:
+        raise BurstKPNError("no --model given and no default model is shipped with this version of burstkpn yet: "
+                            "pass --model WEIGHTS.safetensors (see `burstkpn train`)")
+    return load_model(weights), weights
+
+
+def prepare_burst(inputs, reference: int, linear16: bool, noise_text: str, frames: int, raw_mode: str, align: bool):
+    """Load a real burst and make the model's grayscale inputs: (burst, [(N, H, W)], NoiseLevel, noise source).
+
+    ``frames``: the model's N; ``align``: HDR+ tile pre-alignment of every grayscale burst.
+    """
+    flag_noise = parse_noise(noise_text)
+    burst = _fit_frames(load_burst(inputs, reference, linear16=linear16), frames)
+    bursts = split_channels(burst, raw_mode)  # list of (N, H, W)
+    noise, source = resolve_noise(burst, bursts, flag_noise, raw_mode)
+    print(f"noise: sigma_read={noise.sigma_read:.4g}, sigma_shot={noise.sigma_shot:.4g} ({source})")
+    if align:
+        bursts = [prealign(b) for b in bursts]
+    return burst, bursts, noise, source
 
 
 def _fit_frames(burst: Burst, frames: int) -> Burst:
