@@ -36,6 +36,7 @@ class Method:
     denoise: baselines.Denoiser | None
     unavailable: str | None = None
     max_scenes: int | None = None
+    model: object | None = None  # the network behind a learned method (for kernel figures)
 
 
 @dataclass
@@ -92,7 +93,7 @@ def model_method(path: str | Path) -> Method:
             out = predict(model, torch.from_numpy(burst)[None], noise.sigma_read, noise.sigma_shot)
         return out["output"][0].numpy()
 
-    return Method(model_name(model), denoise)
+    return Method(model_name(model), denoise, model=model)
 
 
 def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:

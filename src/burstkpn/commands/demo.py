@@ -83,10 +83,16 @@ def run(args: argparse.Namespace) -> int:
     }
     with atomic_output(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
+    from burstkpn.report import demo_report
+
+    model = next((m.model for m in methods if m.model is not None), None)
+    images = {name: (out / f"{name}.png").read_bytes() for name in ("clean", *results)}
+    demo_report(out, images, rows, CAPTION, model, noisy, level, white,
+                {k: summary[k] for k in ("image", "gain", "size", "frames", "seed", "model")})
     print(f"burst: {args.frames} frames of {args.size}x{args.size} from skimage '{args.image}', gain {args.gain}, white level {white:.3f}")
     print(f"{'method':<16} {'PSNR':>7} {'SSIM':>7}")
     for name, r in rows.items():
         print(f"{name:<16} {r['psnr']:7.2f} {r['ssim']:7.4f}")
     print(f"({CAPTION})")
-    print(f"wrote {out}/: clean.png, frame_*.png, {', '.join(f'{n}.png' for n in results)}, summary.json")
+    print(f"wrote {out}/: clean.png, frame_*.png, {', '.join(f'{n}.png' for n in results)}, summary.json, report.html")
     return 0

@@ -55,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
     }
     with atomic_output(out / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
+    from burstkpn.report import evaluate_report
+
+    evaluate_report(out, ev, testset, description, {m.name: m.model for m in methods if m.model is not None})
     print((out / "results.md").read_text())
     for name, seconds in ev.seconds.items():
         print(f"{name:<16} {seconds:8.1f} s")
-    print(f"wrote {out}/: results.csv, results.md, per_burst.csv, psnr_vs_gain.png, crops.png, config.json "
+    print(f"wrote {out}/: results.csv, results.md, per_burst.csv, psnr_vs_gain.png, crops.png, config.json, report.html "
           f"in {time.perf_counter() - start:.0f} s")
     return 0
