@@ -137,10 +137,12 @@ def test_load_burst_on_mutated_frames(data, tmp_path):
     from burstkpn.io.bursts import load_burst
 
     names = data.draw(st.lists(st.sampled_from(sorted(IMAGE_SEEDS)), min_size=1, max_size=3))
+    folder = tmp_path / f"burst{len(list(tmp_path.iterdir()))}"  # tmp_path is shared by the examples
+    folder.mkdir()
     for i, name in enumerate(names):
         seed = IMAGE_SEEDS[name]
-        (tmp_path / f"{i}_{name}").write_bytes(data.draw(mutated(seed)) if data.draw(st.booleans()) else seed)
-    burst = only_our_error(load_burst, [tmp_path], data.draw(st.integers(-3, 3)))
+        (folder / f"{i}_{name}").write_bytes(data.draw(mutated(seed)) if data.draw(st.booleans()) else seed)
+    burst = only_our_error(load_burst, [folder], data.draw(st.integers(-3, 3)))
     if burst is not None:
         assert burst.frames.shape[0] == len(names) >= 2 and np.isfinite(burst.frames).all()
 

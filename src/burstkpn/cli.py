@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except BurstKPNError as exc:
         if args.debug:
             raise
-        print(f"burstkpn: error: {exc}", file=sys.stderr)
+        print("burstkpn: error: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print("burstkpn: interrupted", file=sys.stderr)

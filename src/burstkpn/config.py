@@ -21,10 +21,9 @@ def from_dict(cls, values: dict, where: str = ""):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise BurstKPNError(
-            f"unknown config key(s) {', '.join(where + k for k in unknown)} (known: {', '.join(where + k for k in fields)})"
-        )
+    if unknown:  # odd keys (quoted TOML keys may hold anything) are shown quoted, so the message stays one line
+        shown = ", ".join(where + (k if k.isidentifier() else repr(k)) for k in unknown)
+        raise BurstKPNError(f"unknown config key(s) {shown} (known: {', '.join(where + k for k in fields)})")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
