@@ -100,12 +100,17 @@ function show() {
   a.src = byLabel[document.getElementById('pick-after').value];
   a.style.clipPath = 'inset(0 0 0 ' + s.value + '%)';
 }
+window.addEventListener('load', () => {
+  const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
+  document.body.dataset.images = broken ? broken + ' broken' : 'ok';
+});
 if (s) {
   ['pick-before', 'pick-after'].forEach(id => document.getElementById(id).onchange = show);
   s.oninput = show;
   document.getElementById('toggle').onclick = () => { s.value = s.value > 50 ? 0 : 100; show(); };
   show();
 }
+document.body.dataset.ready = '1';
 """
 
 STYLE = """

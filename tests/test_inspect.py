@@ -1,0 +1,169 @@
+"""Kernel inspection: contribution maps are the kernels' sums and explain the output, pixel choice
+finds a misaligned region, the CLI writes valid PNGs/JSON/HTML, and (with the shipped model) what
+the maps say about a frame that moved."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from burstkpn import inspect
+from burstkpn.cli import main
+from burstkpn.models.kpn import ModelConfig, build_model
+from burstkpn.noise import NoiseLevel, add_noise, noise_level_for_gain
+from burstkpn.weights import default_weights, load_model, save_weights
+
+TINY = ModelConfig(frames=8, kernel_size=3, widths=(8, 16), convs_per_level=1, half_res_output=False, init="random")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_weights(build_model(TINY), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def testset_path(photo_dir, tmp_path_factory):
+    from burstkpn.testset import build_testset, save_testset
+
+    path = tmp_path_factory.mktemp("ts") / "ts.npz"
+    save_testset(build_testset(photo_dir, gains=(2, 4), size=48, progress=False), path)
+    return path
+
+
+def test_contributions_are_kernel_sums_and_explain_a_flat_burst(tiny_weights):
+    model = load_model(tiny_weights)
+    levels = np.linspace(0.1, 0.8, 8, dtype=np.float32)  # frame i is the constant levels[i]
+    frames = np.broadcast_to(levels[:, None, None], (8, 24, 24)).copy()
+    ins = inspect.inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+    assert ins.kernels.shape == (8, 3, 3, 24, 24) and ins.contributions.shape == (8, 24, 24)
+    np.testing.assert_allclose(ins.contributions, ins.kernels.sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(ins.dominant, ins.contributions.argmax(axis=0))
+    # away from the zero-padded border, output = Σ_i contribution_i · level_i
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    expected = (ins.contributions * levels[:, None, None])[inner].sum(axis=0)
+    np.testing.assert_allclose(ins.output[inner[1:]], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ins.residual, ins.output - frames[0], atol=1e-6)
+
+
+def test_choose_pixels_finds_the_misaligned_region_edge_and_flat_area(rng):
+    clean = np.full((64, 64), 0.2, np.float32)
+    clean[:, 40:] = 0.6  # a vertical edge at x = 40
+    clean[8:24, 8:24] += np.linspace(0, 0.3, 16, dtype=np.float32)  # texture that frame 3 moves
+    frames = np.repeat(clean[None], 8, axis=0)
+    frames[3, 8:24, 8:24] = np.roll(clean, 6, axis=1)[8:24, 8:24]
+    level = NoiseLevel(0.005, 0.0005)
+    noisy = add_noise(frames, level, rng)
+    noise_map = np.sqrt(level.sigma_read**2 + level.sigma_shot * noisy[0].clip(0))
+    chosen = dict(inspect.choose_pixels(noisy, noise_map, margin=3))
+    x, y = chosen["misaligned"]
+    assert 6 <= x <= 26 and 6 <= y <= 26, chosen
+    assert abs(chosen["edge"][0] - 40) <= 2, chosen
+    fx, fy = chosen["flat"]
+    assert not (6 <= fx <= 26 and 6 <= fy <= 26) and abs(fx - 40) > 4, chosen
+
+
+def test_bad_pixels_crop_and_model_are_one_line_errors(tiny_weights, testset_path, tmp_path, capsys):
+    base = ["inspect", str(testset_path), "--model", str(tiny_weights), "-o", str(tmp_path / "o")]
+    for extra, words in ((["--pixels", "3;4"], "x,y pairs"), (["--pixels", "100,3"], "outside"),
+                         (["--crop", "0,0,99,10"], "not inside"), (["--index", "99"], "out of range")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    dpn = tmp_path / "dpn.safetensors"
+    save_weights(build_model(ModelConfig(kind="dpn", frames=8, widths=(8, 16), half_res_output=False)), dpn)
+    assert main(["inspect", str(testset_path), "--model", str(dpn), "-o", str(tmp_path / "d")]) == 2
+    assert "kernel prediction network" in capsys.readouterr().err
+
+
+def _assert_png(path):
+    assert path.read_bytes()[:8] == PNG, path
+    assert iio.imread(path).size > 0
+
+
+def test_inspect_testset_writes_pngs_json_and_report(tiny_weights, testset_path, tmp_path):
+    out = tmp_path / "out"
+    assert main(["inspect", str(testset_path), "--index", "1", "--model", str(tiny_weights), "-o", str(out)]) == 0
+    for name in ("kernels", "contributions", "dominant", "noise", "residual", "reference", "output"):
+        _assert_png(out / f"{name}.png")
+    summary = json.loads((out / "inspect.json").read_text())
+    assert [p["label"] for p in summary["pixels"]] == ["edge", "flat", "misaligned"]
+    assert len(summary["mean_contribution"]) == 8 and abs(sum(summary["dominant_share"]) - 1) < 1e-3
+    assert set(summary["metrics"]) == {"reference", "average", "model"}
+    assert "<table" in (out / "report.html").read_text()
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_inspect_image_folder_with_pixels_and_crop(tiny_weights, testset_path, tmp_path):
+    from burstkpn.camera import linear_to_srgb8
+    from burstkpn.testset import load_testset
+
+    folder = tmp_path / "burst"
+    folder.mkdir()
+    for i, frame in enumerate(load_testset(testset_path).noisy[0]):
+        iio.imwrite(folder / f"f{i}.png", linear_to_srgb8(frame.clip(0, 1)))
+    out = tmp_path / "out"
+    args = ["inspect", str(folder), "--model", str(tiny_weights), "-o", str(out), "--crop", "4,4,32,32",
+            "--pixels", "5,5", "20,10", "--noise", "0.01,0.002"]
+    assert main(args) == 0
+    summary = json.loads((out / "inspect.json").read_text())
+    assert summary["size"] == [32, 32] and [(p["x"], p["y"]) for p in summary["pixels"]] == [(5, 5), (20, 10)]
+    assert summary["metrics"] == {}
+    _assert_png(out / "kernels.png")
+
+
+def _shipped():
+    path = default_weights()
+    if path is None:
+        pytest.skip("no shipped model (src/burstkpn/pretrained/kpn.safetensors); tiny models trained in a test "
+                    "in under a minute learn to trust the reference, not to reject misaligned frames")
+    return load_model(path)
+
+
+def _locally_misaligned_burst(rng, moved: int = 3, shift: int = 12):
+    """A 96x96 burst of the astronaut, gain 2, where frame ``moved`` shows other content in the central
+    48x48 window (a local motion that global pre-alignment cannot undo); returns (noisy, level, window)."""
+    from burstkpn.commands.demo import bundled_photo
+    from burstkpn.synth import downsample_area
+
+    photo = bundled_photo("astronaut")
+
+    def crop(dy, dx):
+        return downsample_area(photo[60 + dy : 60 + dy + 192, 150 + dx : 150 + dx + 192], 2)
+
+    frames = np.stack([crop(0, 0)] + [crop(*rng.integers(-2, 3, 2)) for _ in range(7)])
+    window = (slice(24, 72), slice(24, 72))
+    frames[moved][window] = crop(2 * shift, -2 * shift)[window]
+    level = noise_level_for_gain(2)
+    return add_noise(frames, level, rng), level, window
+
+
+@pytest.mark.xfail(strict=True, reason="the shipped model pre-aligns globally and was trained on global translations "
+                   "only, so it never saw a misaligned frame and weights a locally moved frame like the others "
+                   "(measured on the interim model: 0.075 vs 0.074-0.093); strict: remove this mark once it learns to")
+def test_locally_misaligned_frame_gets_clearly_lower_contribution(rng):
+    model = _shipped()
+    noisy, level, window = _locally_misaligned_burst(rng)
+    ins = inspect.inspect_burst(model, noisy, level)
+    inside = ins.contributions[(slice(None), *window)].mean(axis=(1, 2))
+    others = np.delete(inside, [0, 3])
+    assert inside[3] < 0.5 * others.mean(), inside
+
+
+def test_shipped_model_contributions_are_unaffected_outside_the_moved_region(rng):
+    """The control for the test above: where frame 3 is aligned, it contributes like any other frame."""
+    model = _shipped()
+    noisy, level, window = _locally_misaligned_burst(rng)
+    ins = inspect.inspect_burst(model, noisy, level)
+    outside = np.ones(noisy.shape[1:], bool)
+    outside[window] = False
+    means = ins.contributions[:, outside].mean(axis=1)
+    others = np.delete(means, [0, 3])
+    assert others.min() - 0.02 < means[3] < others.max() + 0.02, means
