@@ -34,7 +34,7 @@ FUZZ = settings(max_examples=DEEP or 100, deadline=None, derandomize=not DEEP, d
 
 @pytest.fixture(autouse=True)
 def small_pixel_limit(monkeypatch):
-    import burstkpn.io.images as images
+    from burstkpn.io import images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 1_000_000)
 

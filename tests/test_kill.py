@@ -97,7 +97,7 @@ def test_training_survives_repeated_sigkill(small_photos, tmp_path):
                   "--quiet", *resume)
         mtime = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
         if mode == "random":
-            def ready():
+            def ready(mtime=mtime):
                 return ckpt.exists() and ckpt.stat().st_mtime_ns != mtime
             delay = rng.uniform(0, 0.3)
         else:

@@ -95,19 +95,24 @@ def _gaussian_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return y[:, 0, ::factor, ::factor]
 
 
+SEARCH_CHUNK_BYTES = 2**26  # cap on one search step's temporaries (tiles, differences, int64 indices)
+
+
 def _search(level: torch.Tensor, tile: int, radius: int, init: torch.Tensor, norm: int) -> torch.Tensor:
     """Best integer displacement per tile within ``radius`` of ``init`` (N, Ty, Tx, 2) on one level."""
     d = torch.arange(-radius, radius + 1)
     offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # (O, 2)
     zero = torch.zeros(1, init.shape[1], init.shape[2], 2, dtype=torch.long)
     ref = gather_tiles(level[:1], tile, zero)[0]  # (Ty, Tx, t, t)
+    step = max(1, SEARCH_CHUNK_BYTES // (24 * ref.numel()))  # offsets per chunk: ~24 bytes per tile pixel and offset
     best = [init[0]]
-    for i in range(1, level.shape[0]):  # frames one at a time keeps memory at O(tiles x offsets)
+    for i in range(1, level.shape[0]):  # frames one at a time, offsets in chunks: memory stays bounded
         cand = init[i, :, :, None, :] + offsets  # (Ty, Tx, O, 2)
-        tiles = gather_tiles(level[i : i + 1], tile, cand[None])[0]  # (Ty, Tx, O, t, t)
-        diff = tiles - ref[:, :, None]
-        dist = diff.abs().sum((-2, -1)) if norm == 1 else diff.square().sum((-2, -1))
-        pick = dist.argmin(-1)  # (Ty, Tx)
+        dist = []
+        for s in range(0, len(offsets), step):
+            diff = gather_tiles(level[i : i + 1], tile, cand[None, :, :, s : s + step])[0] - ref[:, :, None]
+            dist.append(diff.abs().sum((-2, -1)) if norm == 1 else diff.square().sum((-2, -1)))
+        pick = torch.cat(dist, -1).argmin(-1)  # (Ty, Tx)
         best.append(torch.gather(cand, 2, pick[..., None, None].expand(-1, -1, 1, 2))[:, :, 0])
     return torch.stack(best)
 
@@ -190,8 +195,9 @@ def aligned_stack(burst: np.ndarray, params: HDRPlusParams = DEFAULT) -> np.ndar
     frames = torch.from_numpy(np.asarray(burst, np.float32))
     padded, (top, left) = _pad_for_tiles(frames, params.tile)
     disp = align_tiles(padded, params)
-    tiles = gather_tiles(padded, params.tile, disp) * raised_cosine(params.tile)
-    out = _overlap_add(tiles, tuple(padded.shape[1:]))
+    window = raised_cosine(params.tile)
+    out = torch.cat([_overlap_add(gather_tiles(padded[i : i + 1], params.tile, disp[i : i + 1]) * window,
+                                  tuple(padded.shape[1:])) for i in range(len(padded))])  # frame by frame: less memory
     h, w = frames.shape[1:]
     return out[:, top : top + h, left : left + w].numpy()
 
