@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -62,3 +64,10 @@ def test_empty_folder_and_atomic_output(tmp_path):
     with atomic_output(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+    umask = os.umask(0o022)
+    try:
+        with atomic_output(target) as tmp:
+            tmp.write_text("again")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644
