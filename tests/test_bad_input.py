@@ -10,9 +10,8 @@ Cases already covered elsewhere are not repeated here: unknown evaluate method, 
 (test_denoise.py); unknown synth gain, empty/unreadable synth folder (test_testset.py); the
 library-level image and burst errors (test_io.py, test_bursts.py).
 
-TODO(inspect, export): those commands do not exist yet. When they land, add their rows to
-``CASES`` below, in the marked sections (e.g. inspect on a missing path, a truncated PNG, a
-corrupt DNG, a foreign safetensors file; export to a path under a regular file).
+TODO(inspect): that command's rows are not here yet; add them to ``CASES`` below, in the marked
+section (e.g. inspect on a missing path, a truncated PNG, a corrupt DNG, a foreign safetensors file).
 """
 
 from __future__ import annotations
@@ -160,6 +159,10 @@ def train(images, out, *extra) -> list[str]:
 
 def evaluate(testset, out, *extra) -> list[str]:
     return ["evaluate", "--testset", str(testset), "--out", str(out), "--methods", "reference", "--quiet", *map(str, extra)]
+
+
+def export(model, out, *extra) -> list[str]:
+    return ["export", "--model", str(model), "-o", str(out), *map(str, extra)]
 
 
 def photos_plus(tmp: Path, ctx: dict, name: str, make: Callable[[Path], object]) -> Path:
@@ -315,7 +318,16 @@ CASES = [
          ("size",)),
     # inspect: TODO(inspect) add rows here when `burstkpn inspect` lands (missing path, truncated PNG,
     # corrupt DNG, foreign safetensors, corrupt test set).
-    # export: TODO(export) add rows here when `burstkpn export` lands (foreign weights, output under a file).
+    # export
+    Case("export-foreign-safetensors", lambda t, c: export(foreign_safetensors(t / "w.safetensors"), t / "m.onnx"),
+         ("w.safetensors", "not a burstkpn weights file"), needs="onnx"),
+    Case("export-weights-other-architecture", lambda t, c: export(other_architecture(t / "w.safetensors"), t / "m.onnx"),
+         ("w.safetensors", "do not match"), needs="onnx"),
+    Case("export-missing-weights", lambda t, c: export(t / "none.safetensors", t / "m.onnx"), ("none.safetensors",)),
+    Case("export-unknown-format", lambda t, c: export(c["weights"], t / "m.onnx", "--format", "tflite"),
+         ("unknown export format", "tflite")),
+    Case("export-out-is-folder", lambda t, c: export(c["weights"], (t / "o").mkdir() or t / "o"), ("o", "is a folder")),
+    Case("export-out-under-a-file", lambda t, c: export(c["weights"], regular_file(t / "f") / "m.onnx"), ("f",)),
 ]
 
 

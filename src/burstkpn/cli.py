@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": "synthesise a burst from a bundled photo and show what each method recovers",
     "denoise": "denoise a real burst (image folder, 16-bit TIFF/PNG, camera raw/DNG) with a trained model",
     "evaluate": "run classical and learned methods on a test set; write the paper's Table 1 with plots",
+    "export": "export a trained model (network + kernel application) to ONNX, checked against PyTorch",
     "inspect": "show a KPN's kernels, per-frame contributions and noise map on one burst, with an HTML report",
     "train": "train a kernel prediction network on synthetic bursts from photo folders",
 }
