@@ -70,7 +70,7 @@ def test_cli_export_writes_a_checked_file(tmp_path, capsys):
 
 
 def test_a_failed_check_writes_nothing(tmp_path, monkeypatch):
-    import burstkpn.export as export
+    from burstkpn import export
 
     monkeypatch.setattr(export, "check_onnx", lambda model, path: 1.0)
     with pytest.raises(BurstKPNError, match="differs from PyTorch"):
