@@ -211,17 +211,22 @@ def onnx_vs_torch(model, burst: torch.Tensor, noise_map: torch.Tensor, repeats: 
 
 def inference_options(model, noisy: torch.Tensor, clean: np.ndarray, noise: tuple[float, float], repeats: int,
                       threads: int) -> None:
-    """Each option against the plain fp32 no_grad path, on the whole `predict` (pre-alignment included)."""
+    """Each option against the plain fp32 no_grad path, on the whole `predict` (pre-alignment included).
+
+    The variants run interleaved, one call each per round, so drifting load hits them all alike.
+    """
     mp = noisy.shape[-1] * noisy.shape[-2] / 1e6
 
-    def timed(context, amp=False, channels_last=False, n_threads=threads):
-        m = model.to(memory_format=torch.channels_last) if channels_last else model.to(memory_format=torch.contiguous_format)
+    def once(context, amp=False, channels_last=False, n_threads=threads):
+        """(seconds, output (H, W)) of one `predict` call with these settings."""
+        model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         torch.set_num_threads(n_threads)
         with context():
-            t = median_time(lambda: predict(m, noisy, *noise, amp=amp), repeats)
-            out = predict(m, noisy, *noise, amp=amp)["output"][0].float().numpy()
+            start = time.perf_counter()
+            out = predict(model, noisy, *noise, amp=amp)["output"][0].float().numpy()
+            seconds = time.perf_counter() - start
         torch.set_num_threads(threads)
-        return t, -10 * np.log10(np.mean((np.clip(out, 0, 1) - clean) ** 2))
+        return seconds, out
 
     fp32 = {"context": torch.inference_mode}
     variants = {
@@ -233,12 +238,18 @@ def inference_options(model, noisy: torch.Tensor, clean: np.ndarray, noise: tupl
         **{f"inference_mode, fp32, {n} thread(s)": fp32 | {"n_threads": n}
            for n in sorted({1, threads, os.cpu_count() or 1}) if n != threads},
     }
+    outputs = {name: once(**kw)[1] for name, kw in variants.items()}  # warm-up round
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, kw in variants.items():
+            times[name].append(once(**kw)[0])
     base = None
     print("| path | s/MP | speed-up | PSNR dB | ΔPSNR |\n|---|---|---|---|---|")
-    for name, kw in variants.items():
-        t, psnr = timed(**kw)
+    for name in variants:
+        t = statistics.median(times[name])
+        psnr = -10 * np.log10(np.mean((np.clip(outputs[name], 0, 1) - clean) ** 2))
         base = base or (t, psnr)
-        print(f"| {name} | {t / mp:.3f} | {base[0] / t:.2f}x | {psnr:.2f} | {psnr - base[1]:+.3f} |", flush=True)
+        print(f"| {name} | {t / mp:.3f} | {base[0] / t:.2f}x | {psnr:.2f} | {psnr - base[1]:+.3f} |")
 
 
 # --- main ----------------------------------------------------------------------------------------
