@@ -10,8 +10,6 @@ Cases already covered elsewhere are not repeated here: unknown evaluate method, 
 (test_denoise.py); unknown synth gain, empty/unreadable synth folder (test_testset.py); the
 library-level image and burst errors (test_io.py, test_bursts.py).
 
-TODO(inspect): that command's rows are not here yet; add them to ``CASES`` below, in the marked
-section (e.g. inspect on a missing path, a truncated PNG, a corrupt DNG, a foreign safetensors file).
 """
 
 from __future__ import annotations
@@ -159,6 +157,10 @@ def train(images, out, *extra) -> list[str]:
 
 def evaluate(testset, out, *extra) -> list[str]:
     return ["evaluate", "--testset", str(testset), "--out", str(out), "--methods", "reference", "--quiet", *map(str, extra)]
+
+
+def inspect(inputs, out, model, *extra) -> list[str]:
+    return ["inspect", *map(str, inputs), "-o", str(out), "--model", str(model), *map(str, extra)]
 
 
 def export(model, out, *extra) -> list[str]:
@@ -316,8 +318,19 @@ CASES = [
          ("frames",)),
     Case("demo-zero-size", lambda t, c: ["demo", "--out", str(t / "d"), "--size", "0", "--model", str(c["weights"])],
          ("size",)),
-    # inspect: TODO(inspect) add rows here when `burstkpn inspect` lands (missing path, truncated PNG,
-    # corrupt DNG, foreign safetensors, corrupt test set).
+    # inspect
+    Case("inspect-missing-path", lambda t, c: inspect([t / "nope"], t / "o", c["weights"]), ("nope",)),
+    Case("inspect-truncated-png", lambda t, c: inspect([burst_plus(t, "9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
+                                                       t / "o", c["weights"]), ("9.png",)),
+    Case("inspect-corrupt-dng", lambda t, c: inspect([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "z.dng"), 0.3)],
+                                                     t / "o", c["weights"]), ("z.dng",), needs="rawpy"),
+    Case("inspect-foreign-safetensors", lambda t, c: inspect([frames(t / "in")[0].parent], t / "o",
+                                                             foreign_safetensors(t / "w.safetensors")),
+         ("w.safetensors", "not a burstkpn weights file")),
+    Case("inspect-truncated-testset", lambda t, c: inspect([_copy_testset(t, c, truncate=True)], t / "o", c["weights"]),
+         ("ts.npz",)),
+    Case("inspect-out-under-a-file", lambda t, c: inspect([frames(t / "in")[0].parent], regular_file(t / "f") / "o",
+                                                          c["weights"]), ("f",)),
     # export
     Case("export-foreign-safetensors", lambda t, c: export(foreign_safetensors(t / "w.safetensors"), t / "m.onnx"),
          ("w.safetensors", "not a burstkpn weights file"), needs="onnx"),
@@ -403,7 +416,7 @@ def test_bad_input_fails_cleanly(case, ctx, tmp_path, capsys):
 
 def test_at_least_twenty_cases_across_the_commands():
     commands = {c.id.split("-")[0] for c in CASES}
-    assert len(CASES) >= 20 and {"synth", "train", "evaluate", "denoise", "demo"} <= commands
+    assert len(CASES) >= 20 and {"synth", "train", "evaluate", "denoise", "demo", "inspect", "export"} <= commands
 
 
 # --- through a real process: no traceback reaches stderr, unless --debug ------------------------

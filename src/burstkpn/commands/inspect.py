@@ -17,7 +17,7 @@ import numpy as np
 from burstkpn import inspect, viz
 from burstkpn.commands.denoise import prealign, prepare_burst, resolve_model
 from burstkpn.errors import BurstKPNError
-from burstkpn.io.images import atomic_output
+from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.metrics import CAPTION, psnr, ssim
 from burstkpn.noise import NoiseLevel
 
@@ -60,9 +60,7 @@ def load_input(args, frames: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BurstKPNError(f"{out}: exists and is not a folder")
+    out = check_output_folder(args.out)
     model, weights = resolve_model(args.model)
     data = load_input(args, model.config.frames)
     frames, clean = data["frames"], data["clean"]
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     k = model.config.kernel_size
     pixels = inspect.parse_pixels(args.pixels, w, h) if args.pixels else inspect.choose_pixels(ins.frames, ins.noise_map, k)
     figures = viz.inspection_figures(ins, pixels, data["white"])
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     for name, png in figures.items():
         with atomic_output(out / name) as tmp:
             tmp.write_bytes(png)
