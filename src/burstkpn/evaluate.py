@@ -67,24 +67,13 @@ class Evaluation:
 # --- methods ---------------------------------------------------------------------------------
 
 
-def shipped_models() -> list[Path]:
-    """Weights files shipped with the package (`burstkpn.weights.shipped_weights`), if any."""
-    try:
-        from burstkpn.weights import shipped_weights
-    except ImportError:
-        return []
-    return shipped_weights()
-
-
 def model_method(path: str | Path) -> Method:
     """A weights file from ``burstkpn train`` as a method, named from its card: the ``name`` in the
     file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
-    try:
-        from burstkpn.models.kpn import predict
-        from burstkpn.weights import load_model, model_name
-    except ImportError as exc:
-        raise BurstKPNError(f"{path}: learned models are not available in this burstkpn ({exc})") from None
     import torch
+
+    from burstkpn.models.kpn import predict
+    from burstkpn.weights import load_model, model_name
 
     model = load_model(path)
 
@@ -111,7 +100,9 @@ def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
         methods.append(Method(name, None if reason else baselines.load(name), reason))
     for path in models:
         methods.append(_named_apart(model_method(path), path, methods))
-    for path in shipped_models() if everything else []:
+    from burstkpn.weights import shipped_weights
+
+    for path in shipped_weights() if everything else []:
         try:
             methods.append(_named_apart(model_method(path), path, methods))
         except BurstKPNError as exc:
