@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from burstkpn.camera import gamma_compress, linear_to_srgb8, srgb_curve
+from burstkpn.camera import gamma_compress, linear_to_srgb8
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.bursts import Burst, load_burst
 from burstkpn.io.images import atomic_output, check_output_file, write_png
@@ -27,6 +27,7 @@ from burstkpn.io.raw import (
     preview_rgb,
     write_dng,
 )
+from burstkpn.metrics import to_display
 from burstkpn.noise import NoiseLevel
 from burstkpn.tiles import choose_tile, run_tiled
 
@@ -233,5 +234,5 @@ def _write_tiff16(path: Path, linear: np.ndarray) -> None:
 
 def _write_preview(path: Path, linear: np.ndarray) -> None:
     """An 8-bit sRGB PNG of a linear image (the standard sRGB curve, no tone mapping)."""
-    write_png(path, np.round(srgb_curve(np.clip(linear, 0, 1)) * 255).astype(np.uint8))
+    write_png(path, np.round(to_display(linear, border=0) * 255).astype(np.uint8))
 
