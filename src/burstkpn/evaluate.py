@@ -70,19 +70,11 @@ class Evaluation:
 def model_method(path: str | Path) -> Method:
     """A weights file from ``burstkpn train`` as a method, named from its card: the ``name`` in the
     file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
-    import torch
-
-    from burstkpn.models.kpn import predict
+    from burstkpn.models.kpn import denoise_array
     from burstkpn.weights import load_model, model_name
 
     model = load_model(path)
-
-    def denoise(burst: np.ndarray, noise: NoiseLevel) -> np.ndarray:
-        with torch.no_grad():
-            out = predict(model, torch.from_numpy(burst)[None], noise.sigma_read, noise.sigma_shot)
-        return out["output"][0].numpy()
-
-    return Method(model_name(model), denoise, model=model)
+    return Method(model_name(model), lambda burst, noise: denoise_array(model, burst, noise), model=model)
 
 
 def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:

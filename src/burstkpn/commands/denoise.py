@@ -179,16 +179,9 @@ def model_bytes_per_pixel(config) -> float:
 
 def denoise_gray(model, frames: np.ndarray, noise: NoiseLevel, tile: int, progress: bool = False) -> np.ndarray:
     """One grayscale burst (N, H, W) linear -> the denoised reference (H, W), tile by tile."""
-    import torch
+    from burstkpn.models.kpn import denoise_array
 
-    from burstkpn.models.kpn import predict
-
-    def run_model(part: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = predict(model, torch.from_numpy(np.ascontiguousarray(part))[None], noise.sigma_read, noise.sigma_shot)
-        return out["output"][0].float().numpy()
-
-    return run_tiled(run_model, frames, tile, TILE_OVERLAP, progress=progress)
+    return run_tiled(lambda part: denoise_array(model, part, noise), frames, tile, TILE_OVERLAP, progress=progress)
 
 
 def write_outputs(out: Path, burst: Burst, denoised: list[np.ndarray], raw_mode: str, before: bool = False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -179,3 +180,11 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
         result = model(burst, noise_map)
     return {**result, "burst": burst}
+
+
+def denoise_array(model: nn.Module, burst: np.ndarray, noise) -> np.ndarray:
+    """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate."""
+    with torch.inference_mode():
+        out = predict(model, torch.from_numpy(np.ascontiguousarray(burst, np.float32))[None],
+                      noise.sigma_read, noise.sigma_shot)
+    return out["output"][0].float().numpy()
