@@ -91,3 +91,23 @@ def align_global(burst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         aligned = warp_frames(burst, shifts)
         aligned[:, 0] = burst[:, 0]
     return aligned, shifts
+
+
+def select_frames(burst: torch.Tensor, count: int) -> torch.Tensor:
+    """The reference and the ``count - 1`` alternate frames that align best to it.
+
+    burst: (B, N, H, W) linear with N >= count. Returns (B, count) int64 frame indices in burst
+    order, 0 first. Quality = mean squared difference to the reference after global alignment,
+    low-passed (3x3 box) so that it measures misalignment more than noise, which all frames share.
+    """
+    _check_burst(burst)
+    b, n = burst.shape[:2]
+    if count >= n:
+        return torch.arange(n, device=burst.device).expand(b, n)
+    aligned, _ = align_global(burst)
+    smooth = F.avg_pool2d(aligned.float().reshape(b * n, 1, *aligned.shape[-2:]), 3, stride=1)
+    smooth = smooth.reshape(b, n, *smooth.shape[-2:])
+    error = (smooth - smooth[:, :1]).square().mean(dim=(-2, -1))  # (B, N); 0 for the reference
+    error[:, 0] = -1.0
+    best = error.argsort(dim=1)[:, :count]
+    return best.sort(dim=1).values

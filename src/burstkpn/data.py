@@ -19,7 +19,7 @@ from burstkpn.camera import gamma_expand, sample_white_level, to_grayscale
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import list_images, read_image
 from burstkpn.noise import NoiseRange, add_noise, sample_noise_level
-from burstkpn.synth import BurstConfig, synthesize_burst
+from burstkpn.synth import BurstConfig, LocalMotion, local_margin, synthesize_burst
 
 
 def load_linear_gray(path: str | Path) -> np.ndarray:
@@ -79,11 +79,30 @@ def load_images(
 
 @dataclass(frozen=True)
 class TrainingDataConfig:
-    """What the training sampler draws; defaults are the paper's."""
+    """What the training sampler draws; defaults are the paper's (global motion, full bursts)."""
 
     burst: BurstConfig = field(default_factory=BurstConfig)
     noise: NoiseRange = field(default_factory=NoiseRange)
     white_level: tuple[float, float] = (0.1, 1.0)
+    # share of bursts with local motion (rotation/scale + a moving object), the rest global only
+    local_fraction: float = 0.0
+    local: LocalMotion = field(default_factory=LocalMotion)
+    # share of bursts cut short to n ~ U{min_frames .. N-1} valid frames (models with variable_frames)
+    short_fraction: float = 0.0
+    min_frames: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.local_fraction <= 1.0 or not 0.0 <= self.short_fraction <= 1.0:
+            raise BurstKPNError("local_fraction and short_fraction must lie in [0, 1]")
+        if not 1 <= self.min_frames <= self.burst.frames:
+            raise BurstKPNError(f"min_frames must lie in 1..{self.burst.frames}, got {self.min_frames}")
+
+    @property
+    def min_side(self) -> int:
+        """Shortest photo side the sampler can cut bursts from."""
+        if self.local_fraction == 0:
+            return self.burst.window
+        return self.burst.window + 2 * self.burst.downsample * local_margin(self.burst, self.local)
 
 
 class BurstDataset(Dataset):
@@ -91,14 +110,15 @@ class BurstDataset(Dataset):
 
     Item k is a dict of tensors:
       ``burst`` (N, S, S) noisy linear; ``clean`` (S, S) linear ground truth (same white level);
-      ``sigma_read``, ``sigma_shot``, ``white_level`` () float32; ``shifts`` (N, 2) output pixels.
+      ``sigma_read``, ``sigma_shot``, ``white_level`` () float32; ``shifts`` (N, 2) output pixels;
+      ``valid`` (N,) float32, 1 for the frames the model may use (all unless ``short_fraction``).
     The length is nominal (the stream is endless): index with any k >= 0.
     """
 
     def __init__(self, sources, cfg: TrainingDataConfig = TrainingDataConfig(), seed: int = 0, progress: bool = True):
         self.cfg = cfg
         self.seed = int(seed)
-        self.images, self.paths = load_images(image_paths(sources), cfg.burst.window, progress)
+        self.images, self.paths = load_images(image_paths(sources), cfg.min_side, progress)
 
     def __len__(self) -> int:
         return 2**62
@@ -106,10 +126,16 @@ class BurstDataset(Dataset):
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(k)])
         image = self.images[int(rng.integers(len(self.images)))]
-        burst = synthesize_burst(image, rng, self.cfg.burst)
-        white = sample_white_level(rng, *self.cfg.white_level)
-        level = sample_noise_level(rng, self.cfg.noise)
+        cfg = self.cfg
+        # extra draws only when a feature is on, so the paper's stream stays what it was
+        local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
+        burst = synthesize_burst(image, rng, cfg.burst, cfg.local if local else None)
+        white = sample_white_level(rng, *cfg.white_level)
+        level = sample_noise_level(rng, cfg.noise)
         clean_frames = burst.frames * white
+        valid = np.ones(cfg.burst.frames, np.float32)
+        if cfg.short_fraction > 0 and cfg.min_frames < cfg.burst.frames and rng.random() < cfg.short_fraction:
+            valid[int(rng.integers(cfg.min_frames, cfg.burst.frames)):] = 0
         return {
             "burst": torch.from_numpy(add_noise(clean_frames, level, rng)),
             "clean": torch.from_numpy(np.ascontiguousarray(clean_frames[0])),
@@ -117,4 +143,5 @@ class BurstDataset(Dataset):
             "sigma_shot": torch.tensor(level.sigma_shot, dtype=torch.float32),
             "white_level": torch.tensor(white, dtype=torch.float32),
             "shifts": torch.from_numpy(burst.shifts),
+            "valid": torch.from_numpy(valid),
         }

@@ -137,29 +137,37 @@ def synthesize_burst(
 
 
 def _local_motion_crops(image, origin, side, shifts, rng, motion: LocalMotion, downsample: int) -> np.ndarray:
-    """High-res crops (N, side, side) under translation + rotation/scale + a moving ellipse."""
-    from scipy.ndimage import map_coordinates
+    """High-res crops (N, side, side) under translation + rotation/scale + a moving ellipse.
+
+    Bilinear resampling with edge replication (torch's grid_sample: ~8x faster than scipy's
+    map_coordinates here, which matters when training bursts are made on the fly).
+    """
+    import torch
+    import torch.nn.functional as F
 
     centre = (side - 1) / 2
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64) - centre
     obj_centre = rng.uniform(0.3, 0.7, size=2) * side - centre
     obj_axes = rng.uniform(*motion.object_radius, size=2) * side
-    crops = []
-    for i, (dy, dx) in enumerate(shifts):
-        if i == 0:
-            theta, scale, obj = 0.0, 1.0, np.zeros(2)
-        else:
-            theta = np.deg2rad(rng.uniform(-motion.max_rotation_deg, motion.max_rotation_deg))
-            scale = 1.0 + rng.uniform(-motion.max_scale, motion.max_scale)
-            obj = rng.integers(-motion.object_shift * downsample, motion.object_shift * downsample + 1, size=2)
-        # background: camera transform about the crop centre, then the frame's translation
-        cos, sin = scale * np.cos(theta), scale * np.sin(theta)
-        src_y = cos * yy - sin * xx + dy
-        src_x = sin * yy + cos * xx + dx
-        # the object sits at obj_centre + obj in this frame and shows the reference's object
-        inside = ((yy - obj_centre[0] - obj[0]) / obj_axes[0]) ** 2 + ((xx - obj_centre[1] - obj[1]) / obj_axes[1]) ** 2 <= 1
-        src_y = np.where(inside, yy - obj[0], src_y)
-        src_x = np.where(inside, xx - obj[1], src_x)
-        coords = np.stack([src_y + origin[0] + centre, src_x + origin[1] + centre])
-        crops.append(map_coordinates(image, coords, order=1, mode="nearest"))
-    return np.stack(crops)
+    params = np.zeros((len(shifts), 6))  # per frame: cos, sin (scaled), dy, dx, object dy, dx
+    params[0, 0] = 1.0
+    for i in range(1, len(shifts)):
+        theta = np.deg2rad(rng.uniform(-motion.max_rotation_deg, motion.max_rotation_deg))
+        scale = 1.0 + rng.uniform(-motion.max_scale, motion.max_scale)
+        obj = rng.integers(-motion.object_shift * downsample, motion.object_shift * downsample + 1, size=2)
+        params[i] = scale * np.cos(theta), scale * np.sin(theta), *shifts[i], *obj
+    p = torch.from_numpy(params).float()[:, :, None, None]  # (N, 6, 1, 1)
+    cos, sin, dy, dx, oy, ox = p.unbind(1)
+    axis = torch.arange(side, dtype=torch.float32) - centre
+    yy, xx = axis[:, None], axis[None, :]
+    # background: camera transform about the crop centre, then the frame's translation
+    src_y = cos * yy - sin * xx + dy
+    src_x = sin * yy + cos * xx + dx
+    # the object sits at obj_centre + obj in each frame and shows the reference's object
+    inside = ((yy - obj_centre[0] - oy) / obj_axes[0]) ** 2 + ((xx - obj_centre[1] - ox) / obj_axes[1]) ** 2 <= 1
+    src_y = torch.where(inside, yy - oy, src_y) + (origin[0] + centre)
+    src_x = torch.where(inside, xx - ox, src_x) + (origin[1] + centre)
+    h, w = image.shape
+    grid = torch.stack([src_x * (2 / (w - 1)) - 1, src_y * (2 / (h - 1)) - 1], dim=-1)  # align_corners=True
+    source = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].expand(len(shifts), 1, h, w)
+    crops = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return crops[:, 0].numpy()

@@ -31,7 +31,7 @@ from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.losses import LossConfig, total_loss
 from burstkpn.metrics import psnr
-from burstkpn.models.kpn import ModelConfig, build_model, predict, unwrap
+from burstkpn.models.kpn import ModelConfig, build_model, grow_state, predict, unwrap
 from burstkpn.weights import load_model, save_weights
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
@@ -190,7 +190,7 @@ def validate(model, batches: list[dict], amp: bool) -> float:
     scores = []
     with torch.no_grad():
         for batch in batches:
-            out = predict(core, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp)["output"]
+            out = predict(core, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])["output"]
             for est, clean, wl in zip(out.cpu().numpy(), batch["clean"].cpu().numpy(), batch["white_level"].cpu().numpy()):
                 scores.append(psnr(est, clean, float(wl)))
     core.train(was_training)
@@ -287,7 +287,14 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     torch.manual_seed(cfg.seed)
     if checkpoint is None and init is not None:
         model = load_model(init).train()
-        if model.config != cfg.model and rt.main:
+        if model.config != cfg.model and replace(model.config, variable_frames=True) == cfg.model:
+            # a fixed-length model grows validity inputs (zero weights: same function on full bursts)
+            grown = build_model(cfg.model)
+            grown.load_state_dict(grow_state(model.state_dict(), grown))
+            model = grown.train()
+            if rt.main:
+                print(f"burstkpn: {init} grown to take variable-length bursts", file=sys.stderr)
+        elif model.config != cfg.model and rt.main:
             print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
         cfg = replace(cfg, model=model.config)
     else:
@@ -339,7 +346,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             batch = to_device(batch, rt.device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp)
+            result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])
             loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

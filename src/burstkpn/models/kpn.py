@@ -44,6 +44,9 @@ class ModelConfig:
     init: str = "mean"  # "mean" | "random" (PyTorch's default initialisation of the head)
     residual: bool = False  # DPN only: predict a correction to the mean of the frames
     prealign: str = "none"  # "none" | "global" (phase-correlation alignment before the network)
+    # Bursts of 1..frames frames: missing frames are zero, flagged by one validity channel per frame,
+    # and their kernels are forced to zero (see `BurstDenoiser.validity_scale`).
+    variable_frames: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -75,7 +78,9 @@ class BurstDenoiser(nn.Module):
     def __init__(self, config: ModelConfig, out_channels: int):
         super().__init__()
         self.config = config
-        in_channels = config.frames + int(config.uses_noise_map)
+        # input channels: frames, [noise map], [one validity map per frame]; this order lets a fixed-length
+        # model's first convolution become the leading slice of a variable-length one (`grow_state`)
+        in_channels = config.frames + int(config.uses_noise_map) + config.frames * int(config.variable_frames)
         self.unet = UNet(in_channels, out_channels, config.widths, config.convs_per_level, config.half_res_output)
 
     def check_input(self, burst: torch.Tensor, noise_map: torch.Tensor | None) -> None:
@@ -89,10 +94,15 @@ class BurstDenoiser(nn.Module):
                 got = None if noise_map is None else tuple(noise_map.shape)
                 raise BurstKPNError(f"{self.config.kind} needs a noise map of shape ({b}, 1, {h}, {w}), got {got}")
 
-    def network(self, burst: torch.Tensor, noise_map: torch.Tensor | None) -> torch.Tensor:
-        """(B, N, H, W) [+ (B, 1, H, W)] -> U-Net output (B, C_out, H, W), padded and cropped back."""
+    def network(self, burst: torch.Tensor, noise_map: torch.Tensor | None, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, H, W) [+ (B, 1, H, W)] [+ valid (B, N)] -> U-Net output (B, C_out, H, W), padded and cropped back."""
         self.check_input(burst, noise_map)
-        x = torch.cat([burst, noise_map], dim=1) if self.config.uses_noise_map else burst
+        parts = [burst, noise_map] if self.config.uses_noise_map else [burst]
+        if self.config.variable_frames:
+            b, n, h, w = burst.shape
+            flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device, burst.dtype)
+            parts.append(flags[:, :, None, None].expand(b, n, h, w).to(burst.dtype))
+        x = torch.cat(parts, dim=1)
         h, w = x.shape[-2:]
         return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
 
@@ -115,10 +125,13 @@ class KPN(BurstDenoiser):
                 bias[:, config.kernel_size // 2, config.kernel_size // 2] = 1.0 / config.frames
                 head.bias.copy_(bias.flatten())
 
-    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         b, n, h, w = burst.shape if burst.ndim == 4 else (0, 0, 0, 0)
         k = self.config.kernel_size
-        kernels = self.network(burst, noise_map).reshape(b, n, k, k, h, w)
+        kernels = self.network(burst, noise_map, valid).reshape(b, n, k, k, h, w)
+        if valid is not None and self.config.variable_frames:
+            kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
         output, per_frame = apply_kernels(burst, kernels)
         return {"output": output, "per_frame": per_frame, "kernels": kernels}
 
@@ -136,11 +149,48 @@ class DPN(BurstDenoiser):
             nn.init.zeros_(self.unet.head.weight)
             nn.init.zeros_(self.unet.head.bias)
 
-    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        output = self.network(burst, noise_map)[:, 0].float()
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        output = self.network(burst, noise_map, valid)[:, 0].float()
         if self.config.residual:
-            output = output + burst.float().mean(dim=1)
+            weights = validity_scale(valid) / burst.shape[1] if valid is not None else None
+            output = output + (burst.float().mean(dim=1) if weights is None
+                               else (burst.float() * weights[:, :, None, None].float()).sum(dim=1))
         return {"output": output}
+
+
+def validity_scale(valid: torch.Tensor) -> torch.Tensor:
+    """valid (B, N) in {0, 1} -> (B, N) factors N/n_valid on valid frames, 0 on missing ones.
+
+    Multiplying each frame's kernel by this keeps the mean-initialised model at the mean of the
+    frames it was given (any n), and makes a missing frame's kernel exactly zero.
+    """
+    valid = valid.float()
+    return valid * valid.shape[1] / valid.sum(dim=1, keepdim=True).clamp(min=1)
+
+
+def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit a fixed-length model's weights to ``model`` with extra (validity) input channels.
+
+    Tensors of equal shape are copied; a first convolution with fewer input channels fills the
+    leading slice and leaves the new channels' weights at zero, so the grown model computes the
+    same function on full bursts.
+    """
+    target = model.state_dict()
+    grown = {}
+    for name, value in state.items():
+        want = target.get(name)
+        if want is None:
+            raise BurstKPNError(f"weights have an unexpected tensor {name}")
+        if value.shape == want.shape:
+            grown[name] = value
+        elif value.ndim == 4 and value.shape[0] == want.shape[0] and value.shape[1] < want.shape[1] and value.shape[2:] == want.shape[2:]:
+            extended = torch.zeros_like(want)
+            extended[:, : value.shape[1]] = value
+            grown[name] = extended
+        else:
+            raise BurstKPNError(f"cannot fit {name} {tuple(value.shape)} into {tuple(want.shape)}")
+    return grown
 
 
 def build_model(config: ModelConfig) -> BurstDenoiser:
@@ -153,33 +203,62 @@ def unwrap(model: nn.Module) -> BurstDenoiser:
     return model.module if hasattr(model, "module") else model
 
 
-def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: bool = False) -> dict[str, torch.Tensor]:
+def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: bool = False,
+            valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Denoise a batch of bursts with the preprocessing the model's config names.
 
-    burst (B, N, H, W) linear, noisy; sigma_read, sigma_shot: floats or (B,) tensors.
-    Returns the model's dict plus ``burst``: the frames the network saw (pre-aligned if so
-    configured). ``amp``: bf16 autocast around the network (kernels and outputs stay float32).
+    burst (B, n, H, W) linear, noisy; sigma_read, sigma_shot: floats or (B,) tensors.
+    Burst length: n == the model's N as is; n > N keeps the reference and the N-1 frames that align
+    best to it (`burstkpn.align.select_frames`); 1 <= n < N pads with missing frames when the model
+    takes variable-length bursts (``variable_frames``), else is an error. ``valid`` (B, N) marks
+    missing frames of full-length training bursts (their pixels are ignored).
+    Returns the model's dict plus ``burst``: the N frames the network saw (pre-aligned if so
+    configured, missing ones zero), ``valid`` (B, N) and ``frames`` (B, N) (index of each slot in
+    the input, -1 for a missing frame). ``amp``: bf16 autocast around the network (kernels and
+    outputs stay float32).
     """
     config = unwrap(model).config
     if not isinstance(burst, torch.Tensor) or burst.ndim != 4:
         shape = tuple(burst.shape) if hasattr(burst, "shape") else type(burst).__name__
         raise BurstKPNError(f"expected a burst of shape (B, N, H, W), got {shape}")
     burst = burst.float()
+    b, n = burst.shape[:2]
+    frames = torch.arange(n, device=burst.device).expand(b, n)
+    if n > config.frames:
+        from burstkpn.align import select_frames
+
+        frames = select_frames(burst, config.frames)
+        burst = burst.gather(1, frames[:, :, None, None].expand(-1, -1, *burst.shape[-2:]))
+        n = config.frames
+    if n < config.frames and not config.variable_frames:
+        raise BurstKPNError(f"this model takes bursts of exactly {config.frames} frames (got {n}); "
+                            "a model trained with variable_frames takes 1 to its frame count")
+    if valid is None:
+        valid = torch.ones(b, n, device=burst.device)
+    valid = valid.to(burst.device).float()
+    if n == config.frames and bool((valid < 1).any()):
+        # missing frames of a training burst: align as copies of the reference, then zero them
+        burst = torch.where(valid[:, :, None, None] > 0, burst, burst[:, :1])
     if config.prealign == "global":
         from burstkpn.align import align_global
 
         burst, _ = align_global(burst)
+    if n < config.frames:
+        missing = config.frames - n
+        burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
+        valid = torch.cat([valid, valid.new_zeros(b, missing)], dim=1)
+        frames = torch.cat([frames, frames.new_full((b, missing), -1)], dim=1)
+    burst = burst * valid[:, :, None, None]
     noise_map = None
     if config.uses_noise_map:
-        b = burst.shape[0]
         sr = torch.as_tensor(sigma_read, dtype=torch.float32, device=burst.device).reshape(-1, 1, 1, 1)
         ss = torch.as_tensor(sigma_shot, dtype=torch.float32, device=burst.device).reshape(-1, 1, 1, 1)
         if sr.shape[0] not in (1, b) or ss.shape[0] not in (1, b):
             raise BurstKPNError(f"sigma_read/sigma_shot must be scalars or have {b} values")
         noise_map = noise_std_map(burst[:, :1], sr, ss)
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
-        result = model(burst, noise_map)
-    return {**result, "burst": burst}
+        result = model(burst, noise_map, valid if config.variable_frames else None)
+    return {**result, "burst": burst, "valid": valid, "frames": frames}
 
 
 def denoise_array(model: nn.Module, burst: np.ndarray, noise) -> np.ndarray:
