@@ -189,17 +189,23 @@ def _overlap_add(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def aligned_stack(burst: np.ndarray, params: HDRPlusParams = DEFAULT) -> np.ndarray:
     """Every frame resampled onto the reference by tile alignment: (N, H, W) -> (N, H, W).
 
-    Displaced tiles are windowed and overlap-added, so each output pixel blends the (at most four)
-    tile displacements that cover it.
+    For a (C, N, H, W) stack of channels (colour, CFA planes) of one burst, the displacements are
+    found once on the channels' mean and applied to every channel. Displaced tiles are windowed and
+    overlap-added, so each output pixel blends the (at most four) tile displacements that cover it.
     """
-    frames = torch.from_numpy(np.asarray(burst, np.float32))
-    padded, (top, left) = _pad_for_tiles(frames, params.tile)
-    disp = align_tiles(padded, params)
+    stack = torch.from_numpy(np.asarray(burst, np.float32))
+    channels = stack if stack.ndim == 4 else stack[None]
+    guide, (top, left) = _pad_for_tiles(channels.mean(0), params.tile)
+    disp = align_tiles(guide, params)
     window = raised_cosine(params.tile)
-    out = torch.cat([_overlap_add(gather_tiles(padded[i : i + 1], params.tile, disp[i : i + 1]) * window,
-                                  tuple(padded.shape[1:])) for i in range(len(padded))])  # frame by frame: less memory
-    h, w = frames.shape[1:]
-    return out[:, top : top + h, left : left + w].numpy()
+    out = torch.empty_like(channels)
+    h, w = channels.shape[-2:]
+    for c in range(channels.shape[0]):
+        padded = guide if channels.shape[0] == 1 else _pad_for_tiles(channels[c], params.tile)[0]
+        for i in range(padded.shape[0]):  # frame by frame: less memory
+            tiles = gather_tiles(padded[i : i + 1], params.tile, disp[i : i + 1]) * window
+            out[c, i] = _overlap_add(tiles, tuple(padded.shape[1:]))[0, top : top + h, left : left + w]
+    return (out if stack.ndim == 4 else out[0]).numpy()
 
 
 def merge(burst: np.ndarray, noise: NoiseLevel, params: HDRPlusParams = DEFAULT) -> tuple[np.ndarray, float]:

@@ -2,8 +2,9 @@
 
 Pipeline: load and linearise (`io.bursts`) -> split into grayscale bursts (colour: per channel;
 raw: the paper's 2x2 Bayer mean, or each CFA plane) -> noise level (DNG NoiseProfile tag, flag,
-or estimated from the burst) -> pre-alignment (HDR+ tile alignment) -> the model, tile by tile
-(`tiles.run_tiled`) -> outputs written atomically, with the resolved settings as JSON beside them.
+or estimated from the burst) -> tile by tile (`tiles.run_tiled`): pre-alignment (HDR+ tile
+alignment) and the model, so that memory stays within the budget at any image size -> outputs
+written atomically, with the resolved settings as JSON beside them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True,
                    help="pre-align the frames to the reference with HDR+ tile alignment (default on)")
     p.add_argument("--tile", type=int, help="tile side in pixels (default: from --memory-gb)")
-    p.add_argument("--memory-gb", type=float, default=2.0, help="memory budget for the network's tiles (default 2)")
+    p.add_argument("--memory-gb", type=float, default=2.0,
+                   help="memory budget for the work on one tile: alignment and network (default 2)")
     p.add_argument("--reference", type=int, default=0, help="index of the reference frame in name order (default 0)")
     p.add_argument("--raw-mode", choices=["full", "half"], default="full",
                    help="full: each CFA plane denoised, re-mosaicked to a DNG (default); "
@@ -55,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--before", action="store_true", help="also write the noisy reference as <out>.before.png")
     p.add_argument("--report", action="store_true",
                    help="also write <out>.report.html: before/after slider and the kernels (self-contained)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -72,17 +75,24 @@ def parse_noise(text: str) -> NoiseLevel | None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     check_output_file(args.out)  # fail before the work, not after it
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BurstKPNError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     model, weights = resolve_model(args.model)
     burst, bursts, noise, source = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise,
-                                                 model.config.frames, args.raw_mode, args.align)
+                                                 args.raw_mode, model.config)
     h, w = bursts[0].shape[-2:]
-    tile = args.tile or choose_tile(h, w, args.memory_gb * 2**30, model_bytes_per_pixel(model.config), TILE_OVERLAP)
-    denoised = [denoise_gray(model, b, noise, tile, progress=not args.quiet) for b in bursts]
+    per_pixel = model_bytes_per_pixel(model.config, len(burst.paths), len(bursts))
+    tile = args.tile or choose_tile(h, w, args.memory_gb * 2**30, per_pixel, TILE_OVERLAP)
+    denoised = denoise_planes(model, bursts, noise, tile, align=args.align, progress=not args.quiet)
     written = write_outputs(Path(args.out), burst, denoised, args.raw_mode, args.before or args.report, args.gamma_16bit)
     if args.report:
         from burstkpn.report import denoise_report
 
-        written.append(denoise_report(written, model, bursts[len(bursts) // 2], noise, weights))
+        written.append(denoise_report(written, model, report_frames(bursts[len(bursts) // 2], args.align), noise, weights))
     settings = {
         "inputs": [str(p) for p in burst.paths], "kind": burst.kind, "model": str(weights),
         "noise": {"sigma_read": noise.sigma_read, "sigma_shot": noise.sigma_shot, "source": source},
@@ -108,45 +118,42 @@ def resolve_model(path: str | None):
     return load_model(weights), weights
 
 
-def prepare_burst(inputs, reference: int, linear16: bool, noise_text: str, frames: int, raw_mode: str, align: bool):
-    """Load a real burst and make the model's grayscale inputs: (burst, [(N, H, W)], NoiseLevel, noise source).
-
-    ``frames``: the model's N; ``align``: HDR+ tile pre-alignment of every grayscale burst.
-    """
+def prepare_burst(inputs, reference: int, linear16: bool, noise_text: str, raw_mode: str, model_config):
+    """Load a real burst and make the model's grayscale inputs: (burst, [(n, H, W)], NoiseLevel, noise source)."""
     flag_noise = parse_noise(noise_text)
-    burst = _fit_frames(load_burst(inputs, reference, linear16=linear16), frames)
-    bursts = split_channels(burst, raw_mode)  # list of (N, H, W)
+    burst = load_burst(inputs, reference, linear16=linear16)
+    check_length(burst, model_config)
+    bursts = split_channels(burst, raw_mode)  # (C, n, H, W)
     noise, source = resolve_noise(burst, bursts, flag_noise, raw_mode)
     print(f"noise: sigma_read={noise.sigma_read:.4g}, sigma_shot={noise.sigma_shot:.4g} ({source})")
-    if align:
-        bursts = [prealign(b) for b in bursts]
     return burst, bursts, noise, source
 
 
-def _fit_frames(burst: Burst, frames: int) -> Burst:
-    """Keep the reference and the next ``frames - 1`` frames when the burst is longer than the model's input."""
-    n = burst.frames.shape[0]
-    if n < frames:
-        raise BurstKPNError(f"{burst.paths[0].parent}: the model takes {frames} frames, the burst has {n}")
+def check_length(burst: Burst, config) -> None:
+    """Say how a burst of n frames meets a model built for N (see `models.kpn.predict`), or refuse it."""
+    n, frames = burst.frames.shape[0], config.frames
+    if n < frames and not config.variable_frames:
+        raise BurstKPNError(f"{burst.paths[0].parent}: the model takes {frames} frames, the burst has {n} "
+                            "(a model trained with variable_frames, like the shipped one, takes fewer)")
     if n > frames:
-        print(f"note: the model takes {frames} frames; using the reference and the next {frames - 1} of {n}")
-        return Burst(burst.frames[:frames], burst.kind, burst.paths[:frames], burst.raw_reference)
-    return burst
+        print(f"note: the model takes {frames} frames; each tile uses the reference and the {frames - 1} of the "
+              f"other {n - 1} that align best to it")
+    elif n < frames:
+        print(f"note: {n} frame(s); the model takes up to {frames} and marks the {frames - n} missing ones as absent")
 
 
-def split_channels(burst: Burst, raw_mode: str) -> list[np.ndarray]:
-    """The grayscale bursts the model denoises, each (N, H, W): per colour channel, per CFA plane, or the Bayer mean."""
+def split_channels(burst: Burst, raw_mode: str) -> np.ndarray:
+    """The grayscale bursts the model denoises, (C, n, H, W): per colour channel, per CFA plane, or the Bayer mean."""
     if burst.kind == "raw":
         if raw_mode == "half":
-            return [bayer_to_gray(burst.frames)]
-        planes = bayer_planes(burst.frames)  # (N, 4, H/2, W/2)
-        return [np.ascontiguousarray(planes[:, k]) for k in range(4)]
+            return bayer_to_gray(burst.frames)[None]
+        return np.ascontiguousarray(bayer_planes(burst.frames).transpose(1, 0, 2, 3))  # (4, n, H/2, W/2)
     if burst.is_colour:
-        return [np.ascontiguousarray(burst.frames[..., c]) for c in range(burst.frames.shape[-1])]
-    return [burst.frames]
+        return np.ascontiguousarray(burst.frames.transpose(3, 0, 1, 2))
+    return burst.frames[None]
 
 
-def resolve_noise(burst: Burst, bursts: list[np.ndarray], flag: NoiseLevel | None, raw_mode: str) -> tuple[NoiseLevel, str]:
+def resolve_noise(burst: Burst, bursts: np.ndarray, flag: NoiseLevel | None, raw_mode: str) -> tuple[NoiseLevel, str]:
     """The noise level of the model's input frames, and where it came from."""
     half = burst.kind == "raw" and raw_mode == "half"
     if flag is not None:
@@ -157,34 +164,56 @@ def resolve_noise(burst: Burst, bursts: list[np.ndarray], flag: NoiseLevel | Non
         return (gray_noise(profile) if half else profile), where + (", halved for the 2x2 Bayer mean" if half else "")
     from burstkpn.noise_estimation import estimate_noise
 
-    pooled = np.concatenate(bursts, axis=0)  # all channels/planes share one noise model
+    pooled = bursts.reshape(-1, *bursts.shape[-2:])  # all channels/planes share one noise model
     return estimate_noise(pooled), "estimated from the burst (high-pass residual vs intensity)"
 
 
 def prealign(frames: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, H, W) every frame resampled onto frame 0 by HDR+ tile alignment."""
+    """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
+    (for C channels of one burst, one alignment found on their mean serves all)."""
     from burstkpn.baselines.hdrplus import aligned_stack
 
     aligned = aligned_stack(frames)
-    aligned[0] = frames[0]
+    aligned[..., 0, :, :] = frames[..., 0, :, :]
     return aligned.astype(np.float32)
 
 
-def model_bytes_per_pixel(config) -> float:
-    """A conservative estimate of a model's inference memory per pixel of a tile (float32, x2 for safety)."""
+def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:
+    """A conservative estimate of the memory per pixel of a tile (float32, x2 for safety): the model's
+    inference on one plane plus the alignment of ``planes`` planes of ``frames`` frames (default the model's N)."""
     k2 = getattr(config, "kernel_size", 1) ** 2
     activations = sum(4 * w / 4**i for i, w in enumerate(config.widths))  # a few tensors per U-Net level
-    return 2 * 4 * (3 * config.frames * k2 + activations + 4 * config.frames)
+    n = max(frames or config.frames, config.frames)
+    alignment = 3 * planes * n + 3 * n + 12  # input, aligned copy, padded guide (float32) + one frame's gather indices
+    return 2 * 4 * (3 * config.frames * k2 + activations + 4 * config.frames) + 2 * 4 * alignment
 
 
-def denoise_gray(model, frames: np.ndarray, noise: NoiseLevel, tile: int, progress: bool = False) -> np.ndarray:
-    """One grayscale burst (N, H, W) linear -> the denoised reference (H, W), tile by tile."""
+def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True,
+                   progress: bool = False) -> list[np.ndarray]:
+    """The grayscale bursts of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
+    their denoised references (C, H, W), tile by tile.
+
+    Each tile is aligned on its own (``align``; one alignment for all planes), so alignment memory
+    scales with the tile, not the image.
+    """
     from burstkpn.models.kpn import denoise_array
 
-    return run_tiled(lambda part: denoise_array(model, part, noise), frames, tile, TILE_OVERLAP, progress=progress)
+    def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
+        part = prealign(part) if align else part
+        return np.stack([denoise_array(model, p, noise) for p in part])
+
+    return run_tiled(one_tile, np.asarray(planes), tile, TILE_OVERLAP, progress=progress)
 
 
-def write_outputs(out: Path, burst: Burst, denoised: list[np.ndarray], raw_mode: str, before: bool = False,
+def report_frames(frames: np.ndarray, align: bool, side: int = 512) -> np.ndarray:
+    """The centre crop (at most side x side) of one plane as the model sees it, for the report's kernel figures."""
+    h, w = frames.shape[-2:]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = np.ascontiguousarray(frames[:, y : y + side, x : x + side])
+    return prealign(crop) if align else crop
+
+
+def write_outputs(out: Path, burst: Burst, denoised: np.ndarray, raw_mode: str, before: bool = False,
                   gamma16: bool = False) -> list[Path]:
     """Write the result in the input's kind of file (+ previews); returns the paths, main file first.
 

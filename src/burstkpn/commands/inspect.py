@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma-16bit", action="store_true", help="real bursts: 16-bit inputs are gamma-encoded")
 
 
-def load_input(args, frames: int) -> dict:
+def load_input(args, config) -> dict:
     """The grayscale burst to inspect: frames (N, H, W), noise, and clean/white level when known."""
     if len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() == ".npz":
         from burstkpn.testset import load_testset
@@ -46,23 +46,25 @@ def load_input(args, frames: int) -> dict:
         if not 0 <= args.index < len(ts):
             raise BurstKPNError(f"--index {args.index} is out of range: the test set has {len(ts)} bursts")
         i = args.index
-        if ts.noisy.shape[1] != frames:
-            raise BurstKPNError(f"the model takes {frames} frames, the test set's bursts have {ts.noisy.shape[1]}")
+        n = ts.noisy.shape[1]
+        if n < config.frames and not config.variable_frames:
+            raise BurstKPNError(f"the model takes {config.frames} frames, the test set's bursts have {n}")
         burst = ts.noisy[i] if not args.align else prealign(ts.noisy[i])
         return {"frames": burst, "noise": NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i])),
                 "clean": ts.clean[i], "white": float(ts.white_level[i]),
                 "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})"}
     align = True if args.align is None else args.align
-    burst, planes, noise, _ = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise, frames, "half", align)
+    burst, planes, noise, _ = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise, "half", config)
     plane = " (green channel)" if len(planes) == 3 else " (2x2 Bayer mean)" if burst.kind == "raw" else ""
-    return {"frames": planes[len(planes) // 2], "noise": noise, "clean": None, "white": 1.0,
+    frames = planes[len(planes) // 2]
+    return {"frames": prealign(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
             "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}{plane}"}
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     model, weights = resolve_model(args.model)
-    data = load_input(args, model.config.frames)
+    data = load_input(args, model.config)
     frames, clean = data["frames"], data["clean"]
     if args.crop:
         rows, cols = inspect.parse_crop(args.crop, frames.shape[2], frames.shape[1])
