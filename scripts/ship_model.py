@@ -5,12 +5,14 @@
         [--notes notes.md]
 
 Steps, patch, batch and the architecture are read from the run itself (its weights' metadata);
-training time is summed from its metrics.jsonl (`burstkpn.card.training_seconds`).
+training time is summed from its metrics.jsonl (`burstkpn.card.training_seconds`). A run started
+with ``--init`` adds the steps and hours of the weights it started from (recorded in RUN/init.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from burstkpn.card import WeightCard, ship, training_seconds
@@ -36,12 +38,16 @@ def main() -> None:
     weights = args.run / "model.safetensors"
     model = load_model(weights)
     train = model.info["train"]
+    # a run started from other weights (--init): add up their training (older runs kept it only in init.json)
+    lineage = args.run / "init.json"
+    parent = model.info.get("init") or (json.loads(lineage.read_text()) if lineage.exists() else {})
     card = WeightCard(
         name=args.name, summary=args.summary, architecture=to_dict(model.config),
         parameters=sum(t.numel() for t in model.parameters()), training_data=args.training_data,
-        steps=int(model.info["steps"]), patch_size=int(train["data"]["burst"]["size"]),
+        steps=int(model.info["steps"]) + int(parent.get("total_steps", 0)), patch_size=int(train["data"]["burst"]["size"]),
         batch_size=int(train["batch_size"]),
-        training_hours=training_seconds(args.run / "metrics.jsonl", int(train["batch_size"])) / 3600,
+        training_hours=training_seconds(args.run / "metrics.jsonl", int(train["batch_size"])) / 3600
+        + float(parent.get("training_hours", 0.0)),
         hardware=args.hardware, commands=args.command, evaluation=args.evaluation.read_text().strip(),
         notes=args.notes.read_text().strip() if args.notes else "",
     )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from burstkpn import baselines
-from burstkpn.baselines.hdrplus import align_tiles, hdrplus
+from burstkpn.baselines.hdrplus import align_tiles, aligned_stack, hdrplus
 from burstkpn.baselines.vst import anscombe, inverse_anscombe
 from burstkpn.commands.demo import bundled_photo
 from burstkpn.errors import BurstKPNError
@@ -58,6 +58,23 @@ def test_hdrplus_alignment_finds_known_integer_shifts():
     for i, (dy, dx) in enumerate(shifts):
         exact = (inner[i] == torch.tensor([-dy, -dx])).all(-1).float().mean()
         assert exact >= 0.95, f"frame {i}: {exact:.0%} of tiles at the true displacement"
+
+
+def test_aligned_stack_shares_one_alignment_across_channels():
+    shifts = [(0, 0), (3, -5), (-6, 4), (2, 2)]
+    clean = shifted_burst(bundled_photo("gravel"), shifts, 64)
+    noisy = add_noise(clean, noise_level_for_gain(1), np.random.default_rng(3)).astype(np.float32)
+    channels = np.stack([noisy, 2 * noisy])  # (C, N, H, W): same geometry, different scale
+    aligned = aligned_stack(channels)
+    assert aligned.shape == channels.shape
+    # the guide (the channels' mean) is a scaled copy of channel 0: same displacements, same warp
+    np.testing.assert_allclose(aligned[0], aligned_stack(noisy), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(aligned[1], 2 * aligned[0], rtol=1e-6, atol=1e-6)
+    # and alignment works: aligned frames match the reference far better than the raw frames
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    before = np.abs(noisy[1:] - noisy[:1])[inner].mean()
+    after = np.abs(aligned[0, 1:] - aligned[0, :1])[inner].mean()
+    assert after < 0.6 * before
 
 
 def test_hdrplus_beats_average_widely_on_large_misalignment(photo):

@@ -106,6 +106,30 @@ def test_init_from_weights_takes_their_config_and_values(photo_dir, tmp_path):
     assert from_dict(TrainConfig, read_toml(tmp_path / "b" / "config.toml")).model.widths == (8, 16)
 
 
+def test_init_records_lineage_and_grows_a_fixed_length_model(photo_dir, tmp_path):
+    from burstkpn.models import predict
+    from burstkpn.weights import load_model
+
+    train(tiny_config(steps=3), photo_dir, tmp_path / "a", progress=False)
+    fixed = load_model(tmp_path / "a" / "model.safetensors")
+    grow = tiny_config(steps=2, model={"variable_frames": True}, data={"short_fraction": 0.5})
+    second = train(grow, photo_dir, tmp_path / "b", init=tmp_path / "a" / "model.safetensors", progress=False)
+    grown = load_model(tmp_path / "b" / "model.safetensors")
+    assert grown.config.variable_frames and grown.info["init"]["total_steps"] == 3
+    assert grown.info["steps"] == second["steps"] == 2
+    # a third generation adds up both: 3 + 2
+    third = train(tiny_config(steps=1, model={"variable_frames": True}), photo_dir, tmp_path / "c",
+                  init=tmp_path / "b" / "model.safetensors", progress=False)
+    assert load_model(tmp_path / "c" / "model.safetensors").info["init"]["total_steps"] == 5 and third["steps"] == 1
+    # growing itself is exact: the grown model at step 0 is the fixed one
+    start = train(tiny_config(steps=0, model={"variable_frames": True}), photo_dir, tmp_path / "d",
+                  init=tmp_path / "a" / "model.safetensors", progress=False)["model"]
+    burst = torch.rand(1, fixed.config.frames, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(predict(start.eval(), burst, 0.01, 0.001)["output"],
+                                   predict(fixed, burst, 0.01, 0.001)["output"], rtol=0, atol=1e-6)
+
+
 def test_batches_differ_per_rank_and_step():
     seen = [tuple(batch_indices(t, 4, r, 2)) for t in range(3) for r in range(2)]
     assert len(set(sum(seen, ()))) == 24

@@ -77,9 +77,18 @@ def model_method(path: str | Path) -> Method:
     return Method(model_name(model), lambda burst, noise: denoise_array(model, burst, noise), model=model)
 
 
-def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
+def bf16_twin(method: Method) -> Method:
+    """The same model run under bf16 autocast on CPU, as the row ``NAME bf16``."""
+    from burstkpn.models.kpn import denoise_array
+
+    model = method.model
+    return Method(f"{method.name} bf16", lambda burst, noise: denoise_array(model, burst, noise, amp=True), model=model)
+
+
+def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False) -> list[Method]:
     """Methods from ``--methods`` (comma-separated names or ``all``), ``--model`` files and
-    ``--max-bursts`` items (``K`` for every method, ``NAME=K`` for one)."""
+    ``--max-bursts`` items (``K`` for every method, ``NAME=K`` for one); ``bf16`` adds each model's
+    bf16-autocast twin right after it."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names and not models:
         raise BurstKPNError("no methods given: use --methods NAME,... or --methods all")
@@ -99,6 +108,8 @@ def resolve_methods(spec: str, models=(), max_bursts=()) -> list[Method]:
             methods.append(_named_apart(model_method(path), path, methods))
         except BurstKPNError as exc:
             methods.append(Method(path.stem, None, str(exc)))
+    if bf16:
+        methods = [t for m in methods for t in ((m, bf16_twin(m)) if m.model is not None and m.denoise else (m,))]
     limits = _parse_max_bursts(max_bursts, [m.name for m in methods])
     for m in methods:
         m.max_scenes = limits.get(m.name, limits.get(None))

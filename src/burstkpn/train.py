@@ -265,6 +265,16 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+def init_lineage(path, info: dict) -> dict:
+    """What a run started with ``--init`` inherits: the weights' path and their total steps and hours
+    (from their card, or their own lineage), so that a card can add them up."""
+    card = info.get("card") or {}
+    parent = info.get("init") or {}
+    steps = card.get("steps", int(info.get("steps", 0)) + int(parent.get("total_steps", 0)))
+    hours = card.get("training_hours", float(parent.get("training_hours", 0.0)))
+    return {"weights": str(path), "name": card.get("name", ""), "total_steps": int(steps), "training_hours": float(hours)}
+
+
 def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, init: str | Path | None = None,
           progress: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps``; returns a summary dict."""
@@ -277,7 +287,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rt = start_runtime()
-    checkpoint = None
+    checkpoint, lineage = None, None
     if ckpt_path.exists():
         if not resume:
             raise BurstKPNError(f"{run_dir} already holds a training run: pass --resume to continue it, or choose another --out")
@@ -287,6 +297,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     torch.manual_seed(cfg.seed)
     if checkpoint is None and init is not None:
         model = load_model(init).train()
+        lineage = init_lineage(init, model.info)
         if model.config != cfg.model and replace(model.config, variable_frames=True) == cfg.model:
             # a fixed-length model grows validity inputs (zero weights: same function on full bursts)
             grown = build_model(cfg.model)
@@ -312,6 +323,9 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         make_folder(run_dir)
         with atomic_output(run_dir / "config.toml") as tmp:
             tmp.write_text(to_toml(cfg))
+        if lineage is not None:
+            with atomic_output(run_dir / "init.json") as tmp:
+                tmp.write_text(json.dumps(lineage, indent=2) + "\n")
         if checkpoint is not None:
             trim_metrics(metrics_path, start)
     if rt.world > 1:
@@ -381,7 +395,10 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     if rt.main:
         if step == start:  # nothing to do: make sure the checkpoint exists
             save_checkpoint(ckpt_path, model, optimizer, step, cfg)
-        save_weights(model, run_dir / "model.safetensors", info={"steps": step, "train": to_dict(cfg)})
+        info = {"steps": step, "train": to_dict(cfg)}
+        if (run_dir / "init.json").exists():  # started from other weights: say which, and their training
+            info["init"] = json.loads((run_dir / "init.json").read_text())
+        save_weights(model, run_dir / "model.safetensors", info=info)
     if rt.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -31,13 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run on a seeded subset of K scenes per gain: K for every method, NAME=K for one (e.g. bm4d-aligned=10)")
     p.add_argument("--gains", nargs="+", type=int, help="evaluate only these gains (default: all in the test set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene subset (default 0)")
+    p.add_argument("--bf16", action="store_true", help="also run every model under bf16 autocast (row NAME bf16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     testset = load_testset(args.testset)
-    methods = resolve_methods(args.methods, args.model, args.max_bursts)
+    methods = resolve_methods(args.methods, args.model, args.max_bursts, bf16=args.bf16)
     start = time.perf_counter()
     ev = evaluate(testset, methods, args.gains, seed=args.seed, progress=not args.quiet)
     description = describe_testset(testset, args.testset)

@@ -261,9 +261,10 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     return {**result, "burst": burst, "valid": valid, "frames": frames}
 
 
-def denoise_array(model: nn.Module, burst: np.ndarray, noise) -> np.ndarray:
-    """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate."""
+def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False) -> np.ndarray:
+    """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate.
+    ``amp``: bf16 autocast around the network."""
     with torch.inference_mode():
         out = predict(model, torch.from_numpy(np.ascontiguousarray(burst, np.float32))[None],
-                      noise.sigma_read, noise.sigma_shot)
+                      noise.sigma_read, noise.sigma_shot, amp=amp)
     return out["output"][0].float().numpy()
