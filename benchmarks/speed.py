@@ -80,6 +80,8 @@ def load_denoiser(method: str):
     """``fn(noisy (N, H, W), noise) -> (H, W)`` for a baseline name, a KPN name, or a weights path."""
     from burstkpn.noise import NoiseLevel
 
+    amp = method.endswith(":bf16")  # the model under bf16 autocast (`burstkpn denoise`'s default)
+    method = method.removesuffix(":bf16")
     if method.endswith(".safetensors") or method in UNTRAINED:
         from burstkpn.weights import load_model
 
@@ -88,7 +90,8 @@ def load_denoiser(method: str):
 
         def run(noisy: np.ndarray, noise: NoiseLevel) -> np.ndarray:
             with torch.inference_mode():
-                return predict(model, torch.from_numpy(noisy)[None], noise.sigma_read, noise.sigma_shot)["output"][0].numpy()
+                out = predict(model, torch.from_numpy(noisy)[None], noise.sigma_read, noise.sigma_shot, amp=amp)
+                return out["output"][0].float().numpy()
 
         return run
     from burstkpn.baselines import load
@@ -140,7 +143,9 @@ def methods_table(args, burst_files: dict[int, Path], models: list[str]) -> None
         size = args.bm4d_size if method == "bm4d-aligned" else args.size
         result = measure(method, burst_files[size], args.repeats, args.threads)
         result["size"] = size
-        rows[f"{Path(method).stem} (weights)" if method.endswith(".safetensors") else method] = result
+        name = method.removesuffix(":bf16")
+        name = f"{Path(name).stem} (weights)" if name.endswith(".safetensors") else name
+        rows[name + (" bf16" if method.endswith(":bf16") else "")] = result
         print(f"  {method}: {result}", flush=True)
     per_mp = {m: r["seconds"] / (r["size"] ** 2 / 1e6) for m, r in rows.items() if "seconds" in r}
     print("\n| method | s/MP | peak MB | extra MB | PSNR dB | x faster than BM3D | x faster than HDR+ |")
@@ -283,7 +288,7 @@ def main() -> None:
           f"torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}; burst 8 x {args.size}^2, gain {GAIN}")
     if weights is None:
         print("no shipped model in this install and no --model: timing the untrained KPNs only")
-    models = ([str(weights)] if weights else []) + list(UNTRAINED)
+    models = ([str(weights), f"{weights}:bf16"] if weights else []) + list(UNTRAINED)
     noisy, clean, noise = make_burst(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         files = {}

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", action="store_true",
                    help="also write <out>.report.html: before/after slider and the kernels (self-contained)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all cores)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast around the network (default on: -0.01 dB on the test set, faster on CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     h, w = bursts[0].shape[-2:]
     per_pixel = model_bytes_per_pixel(model.config, len(burst.paths), len(bursts))
     tile = args.tile or choose_tile(h, w, args.memory_gb * 2**30, per_pixel, TILE_OVERLAP)
-    denoised = denoise_planes(model, bursts, noise, tile, align=args.align, progress=not args.quiet)
+    denoised = denoise_planes(model, bursts, noise, tile, align=args.align, amp=args.bf16, progress=not args.quiet)
     written = write_outputs(Path(args.out), burst, denoised, args.raw_mode, args.before or args.report, args.gamma_16bit)
     if args.report:
         from burstkpn.report import denoise_report
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {
         "inputs": [str(p) for p in burst.paths], "kind": burst.kind, "model": str(weights),
         "noise": {"sigma_read": noise.sigma_read, "sigma_shot": noise.sigma_shot, "source": source},
-        "align": "hdrplus-tiles" if args.align else "none", "tile": tile, "raw_mode": args.raw_mode,
+        "align": "hdrplus-tiles" if args.align else "none", "bf16": args.bf16, "tile": tile, "raw_mode": args.raw_mode,
         "outputs": [str(p) for p in written], "seconds": round(time.perf_counter() - start, 2),
     }
     settings_path = written[0].with_suffix(".json")
@@ -188,8 +190,8 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
     return 2 * 4 * (3 * config.frames * k2 + activations + 4 * config.frames) + 2 * 4 * alignment
 
 
-def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True,
-                   progress: bool = False) -> list[np.ndarray]:
+def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,
+                   progress: bool = False) -> np.ndarray:
     """The grayscale bursts of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
     their denoised references (C, H, W), tile by tile.
 
@@ -200,7 +202,7 @@ def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, alig
 
     def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
         part = prealign(part) if align else part
-        return np.stack([denoise_array(model, p, noise) for p in part])
+        return np.stack([denoise_array(model, p, noise, amp=amp) for p in part])
 
     return run_tiled(one_tile, np.asarray(planes), tile, TILE_OVERLAP, progress=progress)
 
