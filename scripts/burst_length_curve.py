@@ -4,7 +4,7 @@
     python scripts/burst_length_curve.py --testset long16.npz --out docs/burst-length
 
 Every N in --lengths is the first N frames of the same bursts (the reference is frame 0), so the
-curves differ only by the frames added. Methods: the shipped model (or --model, repeatable), the
+curves differ only by the frames added. Methods: the shipped kpn and kpn-variable (or --model, repeatable), the
 aligned average and HDR+; N = 1 is each method given the reference frame alone. A model built for
 fewer frames than N uses the reference and the frames that align best to it; for more, it marks the
 missing ones (models with variable_frames). Writes OUT.md (table) and OUT.png (curves).
@@ -46,14 +46,16 @@ def run(args) -> int:
 
     from burstkpn.evaluate import evaluate, resolve_methods
     from burstkpn.testset import load_testset
-    from burstkpn.weights import default_weights
 
     testset = load_testset(args.testset)
     lengths = [int(v) for v in args.lengths.split(",")]
     gains = [int(v) for v in args.gains.split(",")]
     if max(lengths) > testset.noisy.shape[1]:
         raise BurstKPNError(f"the test set has {testset.noisy.shape[1]} frames per burst; --lengths asks for {max(lengths)}")
-    models = args.model or [str(default_weights())]
+    from burstkpn.weights import shipped_weights
+
+    shipped = {p.stem: p for p in shipped_weights()}
+    models = args.model or [str(shipped[name]) for name in ("kpn", "kpn-variable") if name in shipped]
     methods = resolve_methods(args.methods, models=models)
     table: dict[str, dict[tuple[int, int], float]] = {}
     for n in lengths:
@@ -71,7 +73,8 @@ def run(args) -> int:
     lines.append("|---|---|" + "---|" * len(lengths))
     for name in names:
         for g in gains:
-            lines.append(f"| {name} | {g} | " + " | ".join(f"{table[name][(n, g)]:.2f}" for n in lengths) + " |")
+            cells = (table[name][(n, g)] for n in lengths)
+            lines.append(f"| {name} | {g} | " + " | ".join("–" if np.isnan(v) else f"{v:.2f}" for v in cells) + " |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -121,8 +121,11 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, weights, capsys, case,
 def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys, monkeypatch):
     found = default_weights()
     assert found is None or found.name == "kpn.safetensors"
+    if found is not None:  # a short burst gets the shipped variable-length model, a long one the default
+        assert default_weights(frames=5).name == "kpn-variable.safetensors"
+        assert default_weights(frames=12) == default_weights(frames=8) == found
     # An install without shipped weights (e.g. a bare source tree) must say so in one line.
-    monkeypatch.setattr(burstkpn.weights, "default_weights", lambda: None)
+    monkeypatch.setattr(burstkpn.weights, "default_weights", lambda frames=None: None)
     assert main(["denoise", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
     assert "no default model is shipped" in capsys.readouterr().err
     assert parse_noise("auto") is None and parse_noise("0.01,0.002") == NoiseLevel(0.01, 0.002)

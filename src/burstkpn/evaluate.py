@@ -156,6 +156,11 @@ def evaluate(testset: TestSet, methods: list[Method], gains=None, seed: int = 0,
     unknown = sorted(set(gains) - set(testset.gains))
     if unknown:
         raise BurstKPNError(f"gain(s) {unknown} not in the test set (it has {testset.gains})")
+    n = testset.noisy.shape[1]
+    for m in methods:  # a fixed-length model cannot take shorter bursts: its row says so
+        config = getattr(m.model, "config", None)
+        if m.denoise and config is not None and n < config.frames and not config.variable_frames:
+            m.denoise, m.unavailable = None, f"takes {config.frames}-frame bursts, the test set has {n}"
     order = scene_order(testset, seed)
     plan = {m.name: _rows(testset, gains, order[: m.max_scenes]) for m in methods if m.denoise}
     ev = Evaluation([], crop_scene=int(order[0]), n_scenes=len(order))

@@ -31,9 +31,21 @@ def shipped_weights() -> list[Path]:
     return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors"))
 
 
-def default_weights() -> Path | None:
-    """The shipped default model (``pretrained/kpn.safetensors``), or None if this install has none."""
-    return next((p for p in shipped_weights() if p.stem == DEFAULT_MODEL), None)
+SHORT_BURST_MODEL = "kpn-variable"  # shipped model for bursts shorter than the default takes
+
+
+def default_weights(frames: int | None = None) -> Path | None:
+    """The shipped default model (``pretrained/kpn.safetensors``), or None if this install has none.
+
+    With ``frames`` (a burst's length) shorter than the default model takes, the shipped
+    variable-length model (``kpn-variable``) when there is one.
+    """
+    shipped = {p.stem: p for p in shipped_weights()}
+    default = shipped.get(DEFAULT_MODEL)
+    if frames is not None and default is not None and SHORT_BURST_MODEL in shipped:
+        if frames < read_metadata(default)["config"].frames:
+            return shipped[SHORT_BURST_MODEL]
+    return default
 
 
 def model_name(model: BurstDenoiser) -> str:

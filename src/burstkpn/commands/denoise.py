@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    model, weights = resolve_model(args.model)
+    model, weights = resolve_model(args.model, burst_length(args.inputs) if not args.model else None)
     burst, bursts, noise, source = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise,
                                                  args.raw_mode, model.config)
     h, w = bursts[0].shape[-2:]
@@ -109,11 +109,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_model(path: str | None):
-    """(model, weights path): ``path``, else the model shipped with burstkpn; a one-line error if neither."""
+def burst_length(inputs) -> int | None:
+    """How many frames the burst has (None if the inputs are not even a burst: loading says why later)."""
+    from burstkpn.io.bursts import burst_paths
+
+    try:
+        return len(burst_paths(inputs))
+    except BurstKPNError:
+        return None
+
+
+def resolve_model(path: str | None, frames: int | None = None):
+    """(model, weights path): ``path``, else the model shipped with burstkpn for a burst of ``frames``
+    frames (`weights.default_weights`); a one-line error if neither."""
     from burstkpn.weights import default_weights, load_model
 
-    weights = Path(path) if path else default_weights()
+    weights = Path(path) if path else default_weights(frames)
+    if not path and weights is not None and weights.stem != "kpn":
+        print(f"note: {frames} frames: using the shipped {weights.stem} model (the default kpn takes 8)")
     if weights is None:
         raise BurstKPNError("no --model given and no default model is shipped with this version of burstkpn yet: "
                             "pass --model WEIGHTS.safetensors (see `burstkpn train`)")
