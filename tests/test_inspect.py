@@ -68,6 +68,9 @@ def test_choose_pixels_finds_the_misaligned_region_edge_and_flat_area(rng):
     assert abs(chosen["edge"][0] - 40) <= 2, chosen
     fx, fy = chosen["flat"]
     assert not (6 <= fx <= 26 and 6 <= fy <= 26) and abs(fx - 40) > 4, chosen
+    # a single-frame burst (the kpn-single ablation) has no misaligned spot, and the same edge
+    single = dict(inspect.choose_pixels(noisy[:1], noise_map, margin=3))
+    assert set(single) == {"edge", "flat"} and single["edge"] == chosen["edge"], single
 
 
 def test_bad_pixels_crop_and_model_are_one_line_errors(tiny_weights, testset_path, tmp_path, capsys):

@@ -98,8 +98,9 @@ def choose_pixels(frames: np.ndarray, noise_map: np.ndarray, margin: int) -> lis
     scores = {
         "edge": np.hypot(gx, gy),
         "flat": -local_var,
-        "misaligned": misalignment(frames, noise_map)[1:].max(axis=0),
     }
+    if frames.shape[0] > 1:  # a single-frame model has no alternate frame to be misaligned
+        scores["misaligned"] = misalignment(frames, noise_map)[1:].max(axis=0)
     inner = np.zeros((h, w), bool)
     inner[margin : h - margin, margin : w - margin] = True
     chosen = []
