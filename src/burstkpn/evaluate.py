@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +157,7 @@ def evaluate(testset: TestSet, methods: list[Method], gains=None, seed: int = 0,
     if unknown:
         raise BurstKPNError(f"gain(s) {unknown} not in the test set (it has {testset.gains})")
     n = testset.noisy.shape[1]
-    for m in methods:  # a fixed-length model cannot take shorter bursts: its row says so
-        config = getattr(m.model, "config", None)
-        if m.denoise and config is not None and n < config.frames and not config.variable_frames:
-            m.denoise, m.unavailable = None, f"takes {config.frames}-frame bursts, the test set has {n}"
+    methods = [_fit_length(m, n) for m in methods]
     order = scene_order(testset, seed)
     plan = {m.name: _rows(testset, gains, order[: m.max_scenes]) for m in methods if m.denoise}
     ev = Evaluation([], crop_scene=int(order[0]), n_scenes=len(order))
@@ -185,6 +182,14 @@ def evaluate(testset: TestSet, methods: list[Method], gains=None, seed: int = 0,
             ))
     bar.close()
     return ev
+
+
+def _fit_length(method: Method, frames: int) -> Method:
+    """The method, or an unavailable copy of it when it is a fixed-length model and bursts are shorter."""
+    config = getattr(method.model, "config", None)
+    if method.denoise and config is not None and frames < config.frames and not config.variable_frames:
+        return replace(method, denoise=None, unavailable=f"takes {config.frames}-frame bursts, the test set has {frames}")
+    return method
 
 
 def _rows(testset: TestSet, gains, scenes) -> list[int]:
