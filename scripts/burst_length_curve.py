@@ -66,9 +66,10 @@ def run(args) -> int:
             table.setdefault(r.method, {})[(n, r.gain)] = r.psnr
     names = list(table)
     scenes = len(np.unique(testset.scene))
-    lines = [f"PSNR (dB) versus burst length N on `{Path(args.testset).name}` ({scenes} scenes per gain, "
-             f"{testset.noisy.shape[-1]}² px, {testset.meta.get('motion', 'global')} motion; N = the first N frames). "
-             f"Made by `python scripts/burst_length_curve.py --testset {Path(args.testset).name} --out {args.out}`.", ""]
+    caption = (f"PSNR (dB) versus burst length N on `{Path(args.testset).name}` ({scenes} scenes per gain, "
+               f"{testset.noisy.shape[-1]}² px, {testset.meta.get('motion', 'global')} motion; N = the first N frames). "
+               f"Made by `python scripts/burst_length_curve.py --testset {Path(args.testset).name} --out {args.out}`.")
+    lines = [caption, ""]
     lines.append("| method | gain | " + " | ".join(f"N={n}" for n in lengths) + " |")
     lines.append("|---|---|" + "---|" * len(lengths))
     for name in names:

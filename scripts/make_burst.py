@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from burstkpn.camera import linear_to_srgb8, srgb8_to_linear
-from burstkpn.io.images import write_png
 from burstkpn.errors import BurstKPNError
+from burstkpn.io.images import write_png
 from burstkpn.noise import add_noise, noise_level_for_gain
 from burstkpn.raw_synth import write_raw_burst
 

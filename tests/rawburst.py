@@ -8,9 +8,10 @@ import numpy as np
 
 from burstkpn.camera import srgb8_to_linear
 from burstkpn.noise import NoiseLevel
-from burstkpn.raw_synth import mosaic, write_raw_burst as write_rgb_burst
+from burstkpn.raw_synth import mosaic
+from burstkpn.raw_synth import write_raw_burst as write_rgb_burst
 
-__all__ = ["mosaic", "clean_rgb", "write_raw_burst"]
+__all__ = ["clean_rgb", "mosaic", "write_raw_burst"]
 
 
 def clean_rgb(size: int = 96) -> np.ndarray:

@@ -56,10 +56,9 @@ def test_empty_folder_and_atomic_output(tmp_path):
     with pytest.raises(BurstKPNError, match="no images found"):
         list_images(tmp_path)
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
     assert not target.exists() and list(tmp_path.iterdir()) == []
     with atomic_output(target) as tmp:
         tmp.write_text("whole")

@@ -4,7 +4,13 @@ import torch
 
 from burstkpn.errors import BurstKPNError
 from burstkpn.noise import (
-    GAIN_LOG10, NoiseLevel, NoiseRange, add_noise, noise_level_for_gain, noise_std_map, sample_noise_level,
+    GAIN_LOG10,
+    NoiseLevel,
+    NoiseRange,
+    add_noise,
+    noise_level_for_gain,
+    noise_std_map,
+    sample_noise_level,
 )
 
 

@@ -5,12 +5,18 @@ import pytest
 
 pytest.importorskip("rawpy")
 
-from burstkpn.errors import BurstKPNError  # noqa: E402
-from burstkpn.io.raw import (  # noqa: E402
-    bayer_planes, bayer_to_gray, gray_noise, mosaic_from_planes, pattern_name, read_raw, write_dng,
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.raw import (
+    bayer_planes,
+    bayer_to_gray,
+    gray_noise,
+    mosaic_from_planes,
+    pattern_name,
+    read_raw,
+    write_dng,
 )
-from burstkpn.noise import NoiseLevel, add_noise  # noqa: E402
-from rawburst import write_raw_burst  # noqa: E402
+from burstkpn.noise import NoiseLevel, add_noise
+from rawburst import write_raw_burst
 
 RAW_SINGLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "raw_single"
 

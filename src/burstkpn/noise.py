@@ -49,7 +49,7 @@ GAIN_LOG10: dict[int, tuple[float, float]] = {
 }
 
 
-def noise_level_for_gain(gain: int | float | str) -> NoiseLevel:
+def noise_level_for_gain(gain: float | str) -> NoiseLevel:
     """The named evaluation level for gain 1, 2, 4 or 8."""
     try:
         key = int(gain)

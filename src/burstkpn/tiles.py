@@ -7,7 +7,7 @@ raised-cosine cross-fade across each overlap hides the seams.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

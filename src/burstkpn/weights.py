@@ -42,9 +42,9 @@ def default_weights(frames: int | None = None) -> Path | None:
     """
     shipped = {p.stem: p for p in shipped_weights()}
     default = shipped.get(DEFAULT_MODEL)
-    if frames is not None and default is not None and SHORT_BURST_MODEL in shipped:
-        if frames < read_metadata(default)["config"].frames:
-            return shipped[SHORT_BURST_MODEL]
+    if (frames is not None and default is not None and SHORT_BURST_MODEL in shipped
+            and frames < read_metadata(default)["config"].frames):
+        return shipped[SHORT_BURST_MODEL]
     return default
 
 
