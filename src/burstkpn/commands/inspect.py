@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from burstkpn import inspect, viz
-from burstkpn.commands.denoise import prealign, prepare_burst, resolve_model
+from burstkpn.commands.denoise import burst_length, prealign, prepare_burst, resolve_model
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.metrics import CAPTION, psnr, ssim
@@ -63,7 +63,8 @@ def load_input(args, config) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
-    model, weights = resolve_model(args.model)
+    testset = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() == ".npz"
+    model, weights = resolve_model(args.model, None if args.model or testset else burst_length(args.inputs))
     data = load_input(args, model.config)
     frames, clean = data["frames"], data["clean"]
     if args.crop:
