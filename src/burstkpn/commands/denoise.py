@@ -122,11 +122,11 @@ def burst_length(inputs) -> int | None:
 def resolve_model(path: str | None, frames: int | None = None):
     """(model, weights path): ``path``, else the model shipped with burstkpn for a burst of ``frames``
     frames (`weights.default_weights`); a one-line error if neither."""
-    from burstkpn.weights import default_weights, load_model
+    from burstkpn.weights import DEFAULT_MODEL, default_weights, load_model
 
     weights = Path(path) if path else default_weights(frames)
-    if not path and weights is not None and weights.stem != "kpn":
-        print(f"note: {frames} frames: using the shipped {weights.stem} model (the default kpn takes 8)")
+    if not path and weights is not None and weights.stem != DEFAULT_MODEL:
+        print(f"note: {frames} frames: using the shipped {weights.stem} model (the default {DEFAULT_MODEL} takes more)")
     if weights is None:
         raise BurstKPNError("no --model given and no default model is shipped with this version of burstkpn yet: "
                             "pass --model WEIGHTS.safetensors (see `burstkpn train`)")
@@ -149,7 +149,7 @@ def check_length(burst: Burst, config) -> None:
     n, frames = burst.frames.shape[0], config.frames
     if n < frames and not config.variable_frames:
         raise BurstKPNError(f"{burst.paths[0].parent}: the model takes {frames} frames, the burst has {n} "
-                            "(a model trained with variable_frames, like the shipped one, takes fewer)")
+                            "(a model trained with variable_frames, like the shipped kpn-variable, takes fewer)")
     if n > frames:
         print(f"note: the model takes {frames} frames; each tile uses the reference and the {frames - 1} of the "
               f"other {n - 1} that align best to it")

@@ -45,7 +45,7 @@ class ModelConfig:
     residual: bool = False  # DPN only: predict a correction to the mean of the frames
     prealign: str = "none"  # "none" | "global" (phase-correlation alignment before the network)
     # Bursts of 1..frames frames: missing frames are zero, flagged by one validity channel per frame,
-    # and their kernels are forced to zero (see `BurstDenoiser.validity_scale`).
+    # and their kernels are forced to zero (see `validity_scale`).
     variable_frames: bool = False
 
     def __post_init__(self) -> None:
@@ -248,7 +248,8 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
         valid = torch.cat([valid, valid.new_zeros(b, missing)], dim=1)
         frames = torch.cat([frames, frames.new_full((b, missing), -1)], dim=1)
-    burst = burst * valid[:, :, None, None]
+    if bool((valid < 1).any()):  # missing frames in: zero pixels (full bursts skip the copy)
+        burst = burst * valid[:, :, None, None]
     noise_map = None
     if config.uses_noise_map:
         sr = torch.as_tensor(sigma_read, dtype=torch.float32, device=burst.device).reshape(-1, 1, 1, 1)
