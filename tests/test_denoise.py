@@ -5,6 +5,8 @@ tests check the real pipeline (loading, levels, noise, alignment, tiles, model, 
 learned denoising.
 """
 
+import json
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -49,6 +51,10 @@ def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, weigh
     before, after = psnr(ref.mosaic, clean, 1.0), psnr(out.mosaic, clean, 1.0)
     assert after > before + 3, (before, after)
     assert (tmp_path / "out" / "clean.preview.png").is_file() and (tmp_path / "out" / "clean.json").is_file()
+    # bf16 autocast by default only where the hardware has bf16 units (emulated it is ~20x slower)
+    from burstkpn.hardware import native_bf16
+
+    assert json.loads((tmp_path / "out" / "clean.json").read_text())["bf16"] == native_bf16("cpu")
 
 
 def test_raw_half_mode_writes_half_resolution_tiff(tmp_path, weights, capsys):

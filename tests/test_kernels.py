@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from burstkpn.errors import BurstKPNError
-from burstkpn.kernels import _apply_accumulate, _apply_unfold, apply_kernels
+import torch.nn.functional as F
+
+from burstkpn.kernels import _apply_unfold, apply_kernels
 
 
-def naive(burst: np.ndarray, kernels: np.ndarray) -> np.ndarray:
-    """Per-pixel float64 loop, zero padding: the definition."""
+def naive(burst: np.ndarray, kernels: np.ndarray, dilation: int = 1, replicate: bool = False) -> np.ndarray:
+    """Per-pixel float64 loop, zero (or replicate) padding: the definition."""
     b, n, h, w = burst.shape
     k = kernels.shape[2]
     r = k // 2
@@ -22,24 +24,28 @@ def naive(burst: np.ndarray, kernels: np.ndarray) -> np.ndarray:
                 for x in range(w):
                     for u in range(k):
                         for v in range(k):
-                            yy, xx = y + u - r, x + v - r
+                            yy, xx = y + dilation * (u - r), x + dilation * (v - r)
+                            if replicate:
+                                yy, xx = min(max(yy, 0), h - 1), min(max(xx, 0), w - 1)
                             if 0 <= yy < h and 0 <= xx < w:
                                 out[bi, i, y, x] += kernels[bi, i, u, v, y, x] * burst[bi, i, yy, xx]
     return out
 
 
-@pytest.mark.parametrize("shape,k", [((2, 3, 7, 5), 3), ((1, 2, 9, 11), 5)])
-def test_both_paths_equal_naive_loop(shape, k):
+@pytest.mark.parametrize("shape,k,dilation,padding", [((2, 3, 7, 5), 3, 1, "zeros"), ((1, 2, 9, 11), 5, 1, "zeros"),
+                                                      ((1, 2, 9, 11), 3, 3, "zeros"), ((2, 1, 8, 7), 5, 2, "replicate")])
+def test_both_paths_equal_naive_loop(shape, k, dilation, padding):
     g = torch.Generator().manual_seed(0)
     burst = torch.rand(shape, generator=g)
     kernels = torch.randn(shape[0], shape[1], k, k, *shape[2:], generator=g)
-    expected = naive(burst.double().numpy(), kernels.double().numpy())
+    expected = naive(burst.double().numpy(), kernels.double().numpy(), dilation, padding == "replicate")
     with torch.no_grad():
-        out, per_frame = apply_kernels(burst, kernels)
+        out, per_frame = apply_kernels(burst, kernels, dilation, padding)
     np.testing.assert_allclose(per_frame.numpy(), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out.numpy(), expected.sum(1), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_apply_unfold(burst, kernels).numpy(), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_apply_accumulate(burst, kernels).numpy(), expected, rtol=1e-5, atol=1e-5)
+    kernels.requires_grad_(True)  # the unfold (training) path
+    np.testing.assert_allclose(apply_kernels(burst, kernels, dilation, padding)[1].detach().numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_grad_path_is_used_and_matches_inference_path():
@@ -67,7 +73,12 @@ def test_gradcheck_tiny():
     burst = torch.rand(1, 2, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     kernels = torch.randn(1, 2, 3, 3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     # the float64 path of the unfold implementation (apply_kernels itself computes in float32)
-    assert torch.autograd.gradcheck(lambda b, k: _apply_unfold(b, k), (burst, kernels))
+    for dilation, mode in ((1, "constant"), (2, "replicate")):
+        def unfold_path(b, k):
+            r = dilation
+            padded = F.pad(b.reshape(2, 1, 4, 5), (r, r, r, r), mode=mode).reshape(1, 2, 4 + 2 * r, 5 + 2 * r)
+            return _apply_unfold(padded, k, dilation)
+        assert torch.autograd.gradcheck(unfold_path, (burst, kernels))
     out, _ = apply_kernels(burst.float(), kernels.float())
     out.sum().backward()
     assert kernels.grad is not None and burst.grad is not None

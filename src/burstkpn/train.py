@@ -31,7 +31,8 @@ from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.losses import LossConfig, total_loss
 from burstkpn.metrics import psnr
-from burstkpn.models.kpn import ModelConfig, build_model, grow_state, predict, unwrap
+from burstkpn.hardware import native_bf16
+from burstkpn.models.kpn import GROWABLE, ModelConfig, build_model, can_grow, grow_state, predict, unwrap
 from burstkpn.weights import load_model, save_weights
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
@@ -51,7 +52,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" | "cosine" (from lr to lr_min over `steps`)
     lr_min: float = 0.0
     seed: int = 0  # model initialisation and the data stream
-    bf16: bool = True  # bf16 autocast for the network (kernels and loss stay float32)
+    bf16: bool = True  # bf16 autocast for the network where the hardware has bf16 units (kernels and loss stay float32)
     allocator_fix: bool = True  # glibc mallopt: keep big buffers mapped (1.3-1.5x on CPU)
     threads: int = 0  # torch threads per process; 0 = torch's default
     workers: int = 0  # DataLoader worker processes synthesising bursts
@@ -298,13 +299,14 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
     if checkpoint is None and init is not None:
         model = load_model(init).train()
         lineage = init_lineage(init, model.info)
-        if model.config != cfg.model and replace(model.config, variable_frames=True) == cfg.model:
-            # a fixed-length model grows validity inputs (zero weights: same function on full bursts)
+        if can_grow(model.config, cfg.model):
+            # grows validity/mismatch inputs or a coarse stage (zero weights: the same function at step 0)
             grown = build_model(cfg.model)
             grown.load_state_dict(grow_state(model.state_dict(), grown))
+            added = [name for name in GROWABLE if getattr(cfg.model, name) != getattr(model.config, name)]
             model = grown.train()
             if rt.main:
-                print(f"burstkpn: {init} grown to take variable-length bursts", file=sys.stderr)
+                print(f"burstkpn: {init} grown by {', '.join(added)}", file=sys.stderr)
         elif model.config != cfg.model and rt.main:
             print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
         cfg = replace(cfg, model=model.config)
@@ -330,7 +332,9 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             trim_metrics(metrics_path, start)
     if rt.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    amp = cfg.bf16 and (rt.device.type == "cpu" or torch.cuda.is_bf16_supported())
+    amp = cfg.bf16 and native_bf16(rt.device.type)
+    if cfg.bf16 and not amp and rt.main:
+        print(f"burstkpn: this {rt.device.type} has no native bf16 (emulated it is ~20x slower): training in float32", file=sys.stderr)
     val_batches = []
     if rt.main:
         val_items = [dataset[VAL_BASE + j] for j in range(cfg.val_bursts)]

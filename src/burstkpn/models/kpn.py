@@ -8,10 +8,11 @@ evaluation and denoising all go through `predict`, so they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from burstkpn.errors import BurstKPNError
@@ -47,6 +48,13 @@ class ModelConfig:
     # Bursts of 1..frames frames: missing frames are zero, flagged by one validity channel per frame,
     # and their kernels are forced to zero (see `validity_scale`).
     variable_frames: bool = False
+    # Mismatch inputs: per alternate frame, log(1 + local mean of (frame - reference)^2 / (2 sigma^2)),
+    # the evidence HDR+'s robust merge uses, so the network can see where a frame disagrees.
+    difference_inputs: bool = False
+    # Coarse spatial stage (KPN only): for each scale s, a K x K kernel with taps s px apart applied to the
+    # merged frame blurred by an s x s box; adds K·s reach where noise needs spatial averaging.
+    # Its head starts at zero, so a model grown with it computes what it did before.
+    coarse_scales: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -59,6 +67,10 @@ class ModelConfig:
             raise BurstKPNError(f"kernel_size must be odd and positive, got {self.kernel_size}")
         if not self.widths or min(self.widths) < 1 or self.convs_per_level < 1:
             raise BurstKPNError(f"widths must be positive and convs_per_level >= 1, got {self.widths}, {self.convs_per_level}")
+        if any(s < 2 or s % 2 == 0 for s in self.coarse_scales) or (self.coarse_scales and self.kind == "dpn"):
+            raise BurstKPNError(f"coarse_scales must be odd integers >= 2 on a KPN, got {self.coarse_scales} on {self.kind}")
+        if self.difference_inputs and not self.uses_noise_map:
+            raise BurstKPNError("difference_inputs are normalised by the noise map: not available on kpn-blind")
         if self.half_res_output and len(self.widths) < 2:
             raise BurstKPNError("half_res_output needs at least 2 U-Net levels")
 
@@ -78,9 +90,10 @@ class BurstDenoiser(nn.Module):
     def __init__(self, config: ModelConfig, out_channels: int):
         super().__init__()
         self.config = config
-        # input channels: frames, [noise map], [one validity map per frame]; this order lets a fixed-length
-        # model's first convolution become the leading slice of a variable-length one (`grow_state`)
-        in_channels = config.frames + int(config.uses_noise_map) + config.frames * int(config.variable_frames)
+        # input channels: frames, [noise map], [one validity map per frame], [one mismatch map per frame]; this
+        # order lets a model's first convolution become the leading slice of a grown one (`grow_state`)
+        in_channels = (config.frames + int(config.uses_noise_map) + config.frames * int(config.variable_frames)
+                       + config.frames * int(config.difference_inputs))
         self.unet = UNet(in_channels, out_channels, config.widths, config.convs_per_level, config.half_res_output)
 
     def check_input(self, burst: torch.Tensor, noise_map: torch.Tensor | None) -> None:
@@ -102,6 +115,8 @@ class BurstDenoiser(nn.Module):
             b, n, h, w = burst.shape
             flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device, burst.dtype)
             parts.append(flags[:, :, None, None].expand(b, n, h, w).to(burst.dtype))
+        if self.config.difference_inputs:
+            parts.append(mismatch_maps(burst, noise_map, valid))
         x = torch.cat(parts, dim=1)
         h, w = x.shape[-2:]
         return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
@@ -112,28 +127,40 @@ class KPN(BurstDenoiser):
 
     forward(burst (B, N, H, W) linear, noise_map (B, 1, H, W) or None) -> dict:
       output (B, H, W), per_frame (B, N, H, W) (frame i filtered by its kernel),
-      kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps).
+      kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps), and with
+      ``coarse_scales`` coarse_kernels (B, S, K, K, H, W): output = merged + Σ_s coarse_s ⊛ box_s(merged),
+      where merged is the sum of per_frame.
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__(config, config.frames * config.kernel_size**2)
+        super().__init__(config, (config.frames + len(config.coarse_scales)) * config.kernel_size**2)
         if config.init == "mean":
             head = self.unet.head
             nn.init.zeros_(head.weight)
             with torch.no_grad():
                 bias = torch.zeros(config.frames, config.kernel_size, config.kernel_size)
                 bias[:, config.kernel_size // 2, config.kernel_size // 2] = 1.0 / config.frames
-                head.bias.copy_(bias.flatten())
+                head.bias.zero_()  # coarse kernels (if any) start at zero
+                head.bias[: bias.numel()].copy_(bias.flatten())
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         b, n, h, w = burst.shape if burst.ndim == 4 else (0, 0, 0, 0)
         k = self.config.kernel_size
-        kernels = self.network(burst, noise_map, valid).reshape(b, n, k, k, h, w)
+        raw = self.network(burst, noise_map, valid)
+        kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         if valid is not None and self.config.variable_frames:
             kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
         output, per_frame = apply_kernels(burst, kernels)
-        return {"output": output, "per_frame": per_frame, "kernels": kernels}
+        result = {"per_frame": per_frame, "kernels": kernels}
+        if self.config.coarse_scales:
+            coarse = raw[:, n * k * k :].reshape(b, len(self.config.coarse_scales), k, k, h, w)
+            merged = output[:, None]
+            for j, scale in enumerate(self.config.coarse_scales):
+                blurred = F.avg_pool2d(F.pad(merged, (scale // 2,) * 4, mode="replicate"), scale, stride=1)
+                output = output + apply_kernels(blurred, coarse[:, j : j + 1], scale, "replicate")[0]
+            result["coarse_kernels"] = coarse
+        return {"output": output, **result}
 
 
 class DPN(BurstDenoiser):
@@ -169,12 +196,35 @@ def validity_scale(valid: torch.Tensor) -> torch.Tensor:
     return valid * valid.shape[1] / valid.sum(dim=1, keepdim=True).clamp(min=1)
 
 
-def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Fit a fixed-length model's weights to ``model`` with extra (validity) input channels.
+def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + 5x5 mean of (frame - reference)^2
+    / (2 sigma^2)), about log 2 where a frame matches the reference, larger where it does not; 0 for
+    the reference and for missing frames."""
+    with torch.autocast(burst.device.type, enabled=False):
+        diff2 = (burst.float() - burst[:, :1].float()) ** 2
+        local = F.avg_pool2d(F.pad(diff2, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+        maps = torch.log1p(local / (2 * noise_map.float() ** 2 + 1e-8))
+        maps[:, 0] = 0
+        if valid is not None:
+            maps = maps * valid.to(maps.device, maps.dtype)[:, :, None, None]
+    return maps.to(burst.dtype)
 
-    Tensors of equal shape are copied; a first convolution with fewer input channels fills the
-    leading slice and leaves the new channels' weights at zero, so the grown model computes the
-    same function on full bursts.
+
+GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales")
+
+
+def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
+    """Whether ``new`` is ``old`` plus growable parts (validity inputs, mismatch inputs, a coarse stage)."""
+    added = {name: getattr(new, name) for name in GROWABLE if not getattr(old, name)}
+    return old != new and replace(old, **added) == new
+
+
+def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit a model's weights to ``model`` grown by `GROWABLE` parts.
+
+    Tensors of equal shape are copied; a first convolution with more input channels (validity,
+    mismatch maps) or a head with more outputs (coarse kernels) gets the old tensor as its leading
+    slice and zeros elsewhere, so the grown model computes the same function on full bursts.
     """
     target = model.state_dict()
     grown = {}
@@ -184,9 +234,9 @@ def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, to
             raise BurstKPNError(f"weights have an unexpected tensor {name}")
         if value.shape == want.shape:
             grown[name] = value
-        elif value.ndim == 4 and value.shape[0] == want.shape[0] and value.shape[1] < want.shape[1] and value.shape[2:] == want.shape[2:]:
+        elif value.ndim == want.ndim and all(v <= w for v, w in zip(value.shape, want.shape)):
             extended = torch.zeros_like(want)
-            extended[:, : value.shape[1]] = value
+            extended[tuple(slice(0, v) for v in value.shape)] = value
             grown[name] = extended
         else:
             raise BurstKPNError(f"cannot fit {name} {tuple(value.shape)} into {tuple(want.shape)}")

@@ -1,0 +1,88 @@
+"""The model's optional stages: the coarse spatial stage, mismatch inputs, growing a model by them,
+and the bf16 hardware switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from burstkpn.errors import BurstKPNError
+from burstkpn.hardware import native_bf16
+from burstkpn.models import ModelConfig, build_model, predict
+from burstkpn.models.kpn import can_grow, grow_state, mismatch_maps
+
+TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
+
+
+@pytest.mark.parametrize("added", [{"coarse_scales": (3, 9)}, {"difference_inputs": True},
+                                   {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True}])
+def test_grown_model_starts_as_the_model_it_grew_from(added):
+    old = ModelConfig(**TINY, init="random")
+    new = ModelConfig(**TINY, init="random", **added)
+    assert can_grow(old, new) and not can_grow(new, old) and not can_grow(old, old)
+    small, grown = build_model(old), build_model(new)
+    with torch.no_grad():  # a trained-looking head: non-zero everywhere
+        small.unet.head.weight.normal_(0, 0.05)
+    grown.load_state_dict(grow_state(small.state_dict(), grown))
+    burst = torch.rand(2, 4, 24, 24)
+    with torch.no_grad():
+        a = predict(small, burst, 0.02, 0.003)["output"]
+        b = predict(grown, burst, 0.02, 0.003)["output"]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_coarse_stage_adds_box_filtered_merge_with_its_kernels():
+    """With the head's weights at zero, the kernels are its biases: 1/N on each frame's centre tap and
+    c on the coarse kernel's centre tap, so output = mean + c * box_3(mean) (replicate border)."""
+    model = build_model(ModelConfig(**TINY, coarse_scales=(3,))).eval()
+    c = 0.5
+    with torch.no_grad():
+        model.unet.head.bias[4 * 9 + 4] = c  # coarse kernel 0, centre tap of 3x3
+    burst = torch.rand(1, 4, 16, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = predict(model, burst, 0.01, 0.001)
+    merged = out["burst"].mean(dim=1).double().numpy()[0]
+    padded = np.pad(merged, 1, mode="edge")
+    box = sum(padded[u : u + 16, v : v + 20] for u in range(3) for v in range(3)) / 9
+    np.testing.assert_allclose(out["output"][0].double().numpy(), merged + c * box, atol=1e-5)
+    assert out["coarse_kernels"].shape == (1, 1, 3, 3, 16, 20)
+
+
+def test_coarse_stage_reaches_far_pixels():
+    """Output pixels depend on inputs K*s/2 px away (here 12 px with scale 9, K=3), beyond the 3x3 kernels."""
+    model = build_model(ModelConfig(**TINY, coarse_scales=(9,), init="random")).eval()
+    burst = torch.rand(1, 4, 48, 48, requires_grad=True)
+    direct = model(burst, torch.full((1, 1, 48, 48), 0.02))
+    direct["output"][0, 24, 24].backward()
+    grad = burst.grad[0].abs().sum(0)
+    assert grad[24, 24 + 12] > 0 and grad[24 + 12, 24] > 0
+
+
+def test_mismatch_maps_flag_where_a_frame_disagrees():
+    rng = np.random.default_rng(0)
+    sigma = 0.02
+    clean = np.tile(rng.uniform(0.2, 0.8, (1, 64, 64)), (4, 1, 1))
+    clean[2, 16:48, 16:48] = np.roll(clean[0], 11, axis=1)[16:48, 16:48]  # frame 2: other content inside
+    noisy = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None]
+    maps = mismatch_maps(noisy, torch.full((1, 1, 64, 64), sigma), valid=torch.tensor([[1.0, 1, 1, 0]]))[0]
+    assert torch.all(maps[0] == 0) and torch.all(maps[3] == 0)  # the reference, a missing frame
+    matched = maps[1].mean().item()
+    assert 0.5 < matched < 0.75, matched  # E log(1 + chi2_50/50) just under log 2
+    assert maps[2, 20:44, 20:44].mean() > 5 * matched and abs(maps[2, :12].mean() - matched) < 0.05
+
+
+def test_model_config_rejects_bad_stages():
+    with pytest.raises(BurstKPNError, match="coarse_scales"):
+        ModelConfig(coarse_scales=(4,))
+    with pytest.raises(BurstKPNError, match="coarse_scales"):
+        ModelConfig(kind="dpn", coarse_scales=(3,))
+    with pytest.raises(BurstKPNError, match="difference_inputs"):
+        ModelConfig(kind="kpn-blind", difference_inputs=True)
+
+
+def test_native_bf16_follows_the_cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    assert native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert native_bf16("mps") is False
