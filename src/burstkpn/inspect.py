@@ -1,7 +1,8 @@
 """Kernel inspection (METHOD §2): what the network did with each frame of one grayscale burst.
 
 Pure functions over arrays: `inspect_burst` runs a KPN through `models.kpn.predict` and keeps its
-kernels; `contributions` sums each frame's kernel (how much frame i feeds output pixel p);
+kernels; `contributions` sums each frame's kernel (how much frame i feeds the merge at pixel p; a
+model with a coarse spatial stage then filters that merge, the same for every frame);
 `choose_pixels` picks an edge, a flat area and the most misaligned spot from the frames alone
 (never from the model's weights, so the kernels shown there are evidence, not a tautology).
 Drawing lives in `burstkpn.viz`, files at the CLI's edge (`commands/inspect.py`).

@@ -51,6 +51,9 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"  # "constant" | "cosine" (from lr to lr_min over `steps`)
     lr_min: float = 0.0
+    # linear warm-up: a fresh Adam on trained weights (--init) takes ~lr-sized steps on every weight at
+    # once; measured: kpn grown by a coarse stage fell from 30.20 to 29.15 dB val PSNR in 500 steps at 1.5e-4
+    lr_warmup: int = 0
     seed: int = 0  # model initialisation and the data stream
     bf16: bool = True  # bf16 autocast for the network where the hardware has bf16 units (kernels and loss stay float32)
     allocator_fix: bool = True  # glibc mallopt: keep big buffers mapped (1.3-1.5x on CPU)
@@ -67,8 +70,8 @@ class TrainConfig:
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0 or self.fixed_bursts < 0:
-            raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0, val_bursts >= 0 and fixed_bursts >= 0 are required")
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0 or self.fixed_bursts < 0 or self.lr_warmup < 0:
+            raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0, lr_warmup >= 0, val_bursts >= 0 and fixed_bursts >= 0 are required")
         if self.log_every < 1 or self.val_every < 1 or self.checkpoint_every < 0:
             raise BurstKPNError("log_every and val_every must be >= 1, checkpoint_every >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -91,9 +94,11 @@ def with_overrides(cfg: TrainConfig, patch_size: int | None = None, frames: int 
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The schedule's rate at ``step``, ramped linearly from 0 over the first ``lr_warmup`` steps."""
+    ramp = min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0
     if cfg.lr_schedule == "cosine" and cfg.steps > 0:
-        return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0)))
-    return cfg.lr
+        return ramp * (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(step / cfg.steps, 1.0))))
+    return ramp * cfg.lr
 
 
 def batch_indices(step: int, batch_size: int, rank: int = 0, world: int = 1, fixed: int = 0) -> list[int]:
