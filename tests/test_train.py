@@ -192,3 +192,16 @@ def test_ddp_two_cpu_processes_keep_identical_weights(photo_dir, tmp_path):
         assert torch.equal(a[name], b[name]), name
     curve = losses(run)
     assert curve[-1] < 0.7 * curve[0], curve
+
+
+def test_lr_warmup_ramps_linearly_then_follows_the_schedule():
+    from burstkpn.train import lr_at
+
+    cfg = tiny_config(steps=1000, lr=1e-3, lr_schedule="cosine", lr_min=1e-5, lr_warmup=100)
+    plain = tiny_config(steps=1000, lr=1e-3, lr_schedule="cosine", lr_min=1e-5)
+    assert lr_at(0, cfg) == pytest.approx(lr_at(0, plain) / 100)
+    assert lr_at(49, cfg) == pytest.approx(lr_at(49, plain) / 2)
+    assert all(lr_at(t, cfg) == lr_at(t, plain) for t in (99, 100, 500, 999))
+    assert lr_at(0, tiny_config(lr=2e-3, lr_warmup=4)) == pytest.approx(5e-4)
+    with pytest.raises(BurstKPNError, match="lr_warmup"):
+        tiny_config(lr_warmup=-1)
