@@ -96,8 +96,9 @@ def test_weights_file_is_a_method_named_from_its_card(testset_file, tmp_path, ca
     weights = tmp_path / "fresh.safetensors"  # an untrained KPN with init "mean" outputs the plain mean
     save_weights(build_model(ModelConfig(widths=(4, 8), convs_per_level=1)), weights)
     out = tmp_path / "eval"
+    # a repeated --model adds a method (it does not replace the earlier one)
     assert main(["evaluate", "--testset", str(testset_file), "--methods", "average", "--model", str(weights),
-                 str(weights), "--out", str(out), "--quiet"]) == 0
+                 "--model", str(weights), "--out", str(out), "--quiet"]) == 0
     rows = {(r["method"], r["gain"]): float(r["psnr"]) for r in read_csv(out / "results.csv")}
     assert set(rows) == {(m, g) for m in ("average", "kpn", "kpn (fresh)") for g in ("1", "4")}
     for g in ("1", "4"):

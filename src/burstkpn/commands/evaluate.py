@@ -25,9 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--testset", required=True, help="test set .npz written by `burstkpn synth`")
     p.add_argument("--methods", default="all",
                    help="comma-separated: reference,average,aligned-average,hdrplus,nlm,bm3d,bm3d-merged,bm4d-aligned, or all (default)")
-    p.add_argument("--model", nargs="+", default=[], metavar="WEIGHTS", help="weights file(s) from `burstkpn train`, each one more method")
+    p.add_argument("--model", nargs="+", action="extend", default=[], metavar="WEIGHTS",
+                   help="weights file(s) from `burstkpn train`, each one more method (repeatable)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--max-bursts", nargs="+", default=[], metavar="[NAME=]K",
+    p.add_argument("--max-bursts", nargs="+", action="extend", default=[], metavar="[NAME=]K",
                    help="run on a seeded subset of K scenes per gain: K for every method, NAME=K for one (e.g. bm4d-aligned=10)")
     p.add_argument("--gains", nargs="+", type=int, help="evaluate only these gains (default: all in the test set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene subset (default 0)")
