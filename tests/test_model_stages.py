@@ -86,3 +86,19 @@ def test_native_bf16_follows_the_cpu_flags():
         flags = f.read()
     assert native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
     assert native_bf16("mps") is False
+
+
+def test_integer_prealignment_moves_frames_by_whole_pixels():
+    from burstkpn.align import align_global
+
+    g = torch.Generator().manual_seed(0)
+    scene = torch.rand(1, 1, 72, 72, generator=g)
+    # frame 1 shows the reference at p + (3, -2) (a whole-pixel shift), plus a little noise
+    frame = torch.roll(scene, shifts=(-3, 2), dims=(-2, -1))
+    burst = torch.cat([scene, frame + 0.01 * torch.randn(1, 1, 72, 72, generator=g)], dim=1)
+    aligned, shifts = align_global(burst, integer=True)
+    assert torch.equal(shifts, shifts.round()) and shifts[0, 1].tolist() == [3.0, -2.0]
+    inner = (slice(4, -4), slice(4, -4))
+    torch.testing.assert_close(aligned[0, 1][inner], burst[0, 1].roll((3, -2), (0, 1))[inner], rtol=0, atol=1e-5)
+    # the same model with another pre-alignment is a config change --init may make
+    assert can_grow(ModelConfig(prealign="global"), ModelConfig(prealign="global-integer"))

@@ -81,13 +81,17 @@ def warp_frames(burst: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, n, h, w).to(burst.dtype)
 
 
-def align_global(burst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def align_global(burst: torch.Tensor, integer: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """burst (B, N, H, W) linear -> (aligned (B, N, H, W), shifts (B, N, 2) (dy, dx) pixels).
 
     Frame i of ``aligned`` is frame i resampled onto the reference; frame 0 is returned unchanged.
+    ``integer``: round the shifts to whole pixels, so frames are moved, not interpolated (a bilinear
+    warp low-passes each frame; the ≤ 0.5-px residual is left to whatever follows, e.g. a KPN's kernels).
     """
     with torch.no_grad():
         shifts = estimate_global_shifts(burst)
+        if integer:
+            shifts = shifts.round()
         aligned = warp_frames(burst, shifts)
         aligned[:, 0] = burst[:, 0]
     return aligned, shifts

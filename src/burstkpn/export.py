@@ -47,6 +47,9 @@ NOISE_MODEL = ("noise_map = sqrt(sigma_read^2 + sigma_shot * max(reference, 0)),
 PREALIGN_NOTE = {
     "global": "required, not in this graph: align every frame to frame 0 with burstkpn.align.align_global "
               "(FFT phase correlation, bilinear warp) before feeding the burst",
+    "global-integer": "required, not in this graph: align every frame to frame 0 with "
+                      "burstkpn.align.align_global(burst, integer=True) (FFT phase correlation, shifts rounded "
+                      "to whole pixels) before feeding the burst",
     "none": "none expected by the model (burstkpn denoise still applies HDR+ tile alignment to real bursts first)",
 }
 

@@ -305,13 +305,14 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         model = load_model(init).train()
         lineage = init_lineage(init, model.info)
         if can_grow(model.config, cfg.model):
-            # grows validity/mismatch inputs or a coarse stage (zero weights: the same function at step 0)
+            # grows validity/mismatch inputs or a coarse stage (zero weights: the same function at step 0),
+            # or changes the pre-alignment
             grown = build_model(cfg.model)
             grown.load_state_dict(grow_state(model.state_dict(), grown))
-            added = [name for name in GROWABLE if getattr(cfg.model, name) != getattr(model.config, name)]
+            added = [name for name in (*GROWABLE, "prealign") if getattr(cfg.model, name) != getattr(model.config, name)]
             model = grown.train()
             if rt.main:
-                print(f"burstkpn: {init} grown by {', '.join(added)}", file=sys.stderr)
+                print(f"burstkpn: {init} grown/changed: {', '.join(added)}", file=sys.stderr)
         elif model.config != cfg.model and rt.main:
             print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
         cfg = replace(cfg, model=model.config)

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, help="U-Net base width (widths double per level)")
     p.add_argument("--levels", type=int, help="U-Net levels (with --width; default 3)")
     p.add_argument("--frames", type=int, help="frames per burst (default 8)")
-    p.add_argument("--prealign", choices=["none", "global"], help="align frames globally before the network")
+    p.add_argument("--prealign", choices=["none", "global", "global-integer"], help="align frames globally before the network")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bf16 autocast)")
     p.add_argument("--threads", type=int, help="torch threads per process")

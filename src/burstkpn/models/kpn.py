@@ -22,7 +22,7 @@ from burstkpn.noise import noise_std_map
 
 KINDS = ("kpn", "kpn-blind", "dpn")
 INITS = ("mean", "random")
-PREALIGNS = ("none", "global")
+PREALIGNS = ("none", "global", "global-integer")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class ModelConfig:
     half_res_output: bool = True
     init: str = "mean"  # "mean" | "random" (PyTorch's default initialisation of the head)
     residual: bool = False  # DPN only: predict a correction to the mean of the frames
-    prealign: str = "none"  # "none" | "global" (phase-correlation alignment before the network)
+    # "none" | "global" (phase-correlation alignment + bilinear warp before the network) | "global-integer"
+    # (the same shifts rounded: frames moved by whole pixels, the sub-pixel rest left to the kernels)
+    prealign: str = "none"
     # Bursts of 1..frames frames: missing frames are zero, flagged by one validity channel per frame,
     # and their kernels are forced to zero (see `validity_scale`).
     variable_frames: bool = False
@@ -214,9 +216,10 @@ GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
-    """Whether ``new`` is ``old`` plus growable parts (validity inputs, mismatch inputs, a coarse stage)."""
+    """Whether ``new`` is ``old`` plus growable parts (validity inputs, mismatch inputs, a coarse stage),
+    possibly with another pre-alignment (same weights, new inputs to fine-tune on)."""
     added = {name: getattr(new, name) for name in GROWABLE if not getattr(old, name)}
-    return old != new and replace(old, **added) == new
+    return old != new and replace(old, prealign=new.prealign, **added) == new
 
 
 def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -289,10 +292,10 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     if n == config.frames and bool((valid < 1).any()):
         # missing frames of a training burst: align as copies of the reference, then zero them
         burst = torch.where(valid[:, :, None, None] > 0, burst, burst[:, :1])
-    if config.prealign == "global":
+    if config.prealign != "none":
         from burstkpn.align import align_global
 
-        burst, _ = align_global(burst)
+        burst, _ = align_global(burst, integer=config.prealign == "global-integer")
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
