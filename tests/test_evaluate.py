@@ -98,8 +98,10 @@ def test_weights_file_is_a_method_named_from_its_card(testset_file, tmp_path, ca
     out = tmp_path / "eval"
     # a repeated --model adds a method (it does not replace the earlier one)
     assert main(["evaluate", "--testset", str(testset_file), "--methods", "average", "--model", str(weights),
-                 "--model", str(weights), "--out", str(out), "--quiet"]) == 0
+                 "--model", str(weights), "--out", str(out), "--quiet", "--ensemble"]) == 0
     rows = {(r["method"], r["gain"]): float(r["psnr"]) for r in read_csv(out / "results.csv")}
-    assert set(rows) == {(m, g) for m in ("average", "kpn", "kpn (fresh)") for g in ("1", "4")}
+    names = ("average", "kpn", "kpn x8", "kpn (fresh)", "kpn (fresh) x8")
+    assert set(rows) == {(m, g) for m in names for g in ("1", "4")}
     for g in ("1", "4"):
         assert rows[("kpn", g)] == pytest.approx(rows[("average", g)], abs=1e-3)
+        assert rows[("kpn x8", g)] == pytest.approx(rows[("average", g)], abs=1e-3)  # the mean is flip-invariant

@@ -102,3 +102,24 @@ def test_integer_prealignment_moves_frames_by_whole_pixels():
     torch.testing.assert_close(aligned[0, 1][inner], burst[0, 1].roll((3, -2), (0, 1))[inner], rtol=0, atol=1e-5)
     # the same model with another pre-alignment is a config change --init may make
     assert can_grow(ModelConfig(prealign="global"), ModelConfig(prealign="global-integer"))
+
+
+def test_ensemble_of_a_symmetric_model_changes_nothing_and_averages_otherwise():
+    from burstkpn.models.kpn import denoise_array
+    from burstkpn.noise import NoiseLevel
+
+    burst = np.random.default_rng(0).uniform(0.1, 0.9, (4, 20, 28)).astype(np.float32)
+    noise = NoiseLevel(0.01, 0.001)
+    mean_model = build_model(ModelConfig(**TINY)).eval()  # untrained, mean init: the plain mean, flip-invariant
+    np.testing.assert_allclose(denoise_array(mean_model, burst, noise, ensemble=True), burst.mean(0), atol=1e-6)
+    model = build_model(ModelConfig(**TINY, init="random")).eval()
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            x = np.rot90(burst[..., ::-1] if flip else burst, k, axes=(-2, -1))
+            y = np.rot90(denoise_array(model, x, noise), -k)
+            views.append(y[..., ::-1] if flip else y)
+    got = denoise_array(model, burst, noise, ensemble=True)
+    assert got.shape == (20, 28)
+    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-6)
+    assert np.abs(got - denoise_array(model, burst, noise)).max() > 1e-4  # a random model is not symmetric

@@ -85,10 +85,18 @@ def bf16_twin(method: Method) -> Method:
     return Method(f"{method.name} bf16", lambda burst, noise: denoise_array(model, burst, noise, amp=True), model=model)
 
 
-def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False) -> list[Method]:
+def ensemble_twin(method: Method) -> Method:
+    """The same model averaged over the 8 flips/rotations of each burst, as the row ``NAME x8``."""
+    from burstkpn.models.kpn import denoise_array
+
+    model = method.model
+    return Method(f"{method.name} x8", lambda burst, noise: denoise_array(model, burst, noise, ensemble=True), model=model)
+
+
+def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ensemble: bool = False) -> list[Method]:
     """Methods from ``--methods`` (comma-separated names or ``all``), ``--model`` files and
     ``--max-bursts`` items (``K`` for every method, ``NAME=K`` for one); ``bf16`` adds each model's
-    bf16-autocast twin right after it."""
+    bf16-autocast twin right after it, ``ensemble`` its flip/rotation-ensemble twin."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names and not models:
         raise BurstKPNError("no methods given: use --methods NAME,... or --methods all")
@@ -108,8 +116,8 @@ def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False) -> 
             methods.append(_named_apart(model_method(path), path, methods))
         except BurstKPNError as exc:
             methods.append(Method(path.stem, None, str(exc)))
-    if bf16:
-        methods = [t for m in methods for t in ((m, bf16_twin(m)) if m.model is not None and m.denoise else (m,))]
+    twins = [twin for wanted, twin in ((bf16, bf16_twin), (ensemble, ensemble_twin)) if wanted]
+    methods = [t for m in methods for t in ([m] + ([twin(m) for twin in twins] if m.model is not None and m.denoise else []))]
     limits = _parse_max_bursts(max_bursts, [m.name for m in methods])
     for m in methods:
         m.max_scenes = limits.get(m.name, limits.get(None))

@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast around the network (default: on where the CPU/GPU has native bf16 units, "
                         "-0.01 dB on the test set and faster; emulated bf16 is ~20x slower)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average the model over the 8 flips/rotations of the burst (8x the time; see README for the gain)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         from burstkpn.hardware import native_bf16
 
         args.bf16 = native_bf16("cpu")
-    denoised = denoise_planes(model, bursts, noise, tile, align=args.align, amp=args.bf16, progress=not args.quiet)
+    denoised = denoise_planes(model, bursts, noise, tile, align=args.align, amp=args.bf16, progress=not args.quiet,
+                              ensemble=args.ensemble)
     written = write_outputs(Path(args.out), burst, denoised, args.raw_mode, args.before or args.report, args.gamma_16bit)
     if args.report:
         from burstkpn.report import denoise_report
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {
         "inputs": [str(p) for p in burst.paths], "kind": burst.kind, "model": str(weights),
         "noise": {"sigma_read": noise.sigma_read, "sigma_shot": noise.sigma_shot, "source": source},
-        "align": "hdrplus-tiles" if args.align else "none", "bf16": args.bf16, "tile": tile, "raw_mode": args.raw_mode,
+        "align": "hdrplus-tiles" if args.align else "none", "bf16": args.bf16, "ensemble": args.ensemble, "tile": tile, "raw_mode": args.raw_mode,
         "outputs": [str(p) for p in written], "seconds": round(time.perf_counter() - start, 2),
     }
     settings_path = written[0].with_suffix(".json")
@@ -210,7 +213,7 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
 
 
 def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, ensemble: bool = False) -> np.ndarray:
     """The grayscale bursts of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
     their denoised references (C, H, W), tile by tile.
 
@@ -221,7 +224,7 @@ def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, alig
 
     def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
         part = prealign(part) if align else part
-        return np.stack([denoise_array(model, p, noise, amp=amp) for p in part])
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
 
     return run_tiled(one_tile, np.asarray(planes), tile, TILE_OVERLAP, progress=progress)
 

@@ -315,10 +315,19 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     return {**result, "burst": burst, "valid": valid, "frames": frames}
 
 
-def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False) -> np.ndarray:
+def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False, ensemble: bool = False) -> np.ndarray:
     """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate.
-    ``amp``: bf16 autocast around the network."""
+    ``amp``: bf16 autocast around the network. ``ensemble``: the mean over the 8 flips/rotations of
+    the burst, each output turned back (8x the time; noise and motion models are symmetric under them)."""
+    burst = np.ascontiguousarray(burst, np.float32)
+    views = [(k, flip) for flip in (False, True) for k in range(4)] if ensemble else [(0, False)]
+    total = None
     with torch.inference_mode():
-        out = predict(model, torch.from_numpy(np.ascontiguousarray(burst, np.float32))[None],
-                      noise.sigma_read, noise.sigma_shot, amp=amp)
-    return out["output"][0].float().numpy()
+        for k, flip in views:
+            x = np.rot90(burst[..., ::-1] if flip else burst, k, axes=(-2, -1))
+            out = predict(model, torch.from_numpy(np.ascontiguousarray(x))[None], noise.sigma_read, noise.sigma_shot,
+                          amp=amp)["output"][0].float().numpy()
+            out = np.rot90(out, -k)
+            out = out[..., ::-1] if flip else out
+            total = out if total is None else total + out
+    return np.ascontiguousarray(total / len(views), np.float32)
