@@ -97,3 +97,15 @@ def test_default_command_takes_short_and_long_bursts(tmp_path, n, capsys):
     gain = psnr(result, clean) - psnr(reference, clean)
     print(f"n={n}: +{gain:.2f} dB over the noisy reference")
     assert gain > MARGIN_SHORT_LONG[n], gain
+
+
+def test_a_shipped_model_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
+    from burstkpn.commands.denoise import resolve_model
+
+    monkeypatch.chdir(tmp_path)  # no file called "kpn" here
+    model, path = resolve_model("kpn")
+    assert path == WEIGHTS and model_name(model) == "kpn"
+    from burstkpn.errors import BurstKPNError
+
+    with pytest.raises(BurstKPNError, match="no-such-model"):
+        resolve_model("no-such-model")

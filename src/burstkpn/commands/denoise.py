@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True,
                    help="output path; its suffix is set by the input: .png (8-bit), .tif + .preview.png "
                         "(16-bit/float, raw --raw-mode half), .dng + .preview.png (raw --raw-mode full)")
-    p.add_argument("--model", help="weights file (.safetensors); default: the model shipped with burstkpn")
+    p.add_argument("--model", help="weights file (.safetensors) or the name of a shipped model (kpn, kpn-variable, kpn-local, ...); "
+                                    "default: the model shipped with burstkpn")
     p.add_argument("--noise", default="auto",
                    help="auto (DNG NoiseProfile tag, else estimated from the burst) or SIGMA_READ,SIGMA_SHOT "
                         "of the input frames in linear [0, 1] units (var = σr² + σs·x)")
@@ -128,10 +129,14 @@ def burst_length(inputs) -> int | None:
 
 
 def resolve_model(path: str | None, frames: int | None = None):
-    """(model, weights path): ``path``, else the model shipped with burstkpn for a burst of ``frames``
-    frames (`weights.default_weights`); a one-line error if neither."""
-    from burstkpn.weights import DEFAULT_MODEL, default_weights, load_model
+    """(model, weights path): ``path`` (a file, or the name of a model shipped with burstkpn, e.g.
+    ``kpn-local``), else the shipped model for a burst of ``frames`` frames (`weights.default_weights`);
+    a one-line error if neither."""
+    from burstkpn.weights import DEFAULT_MODEL, default_weights, load_model, shipped_weights
 
+    shipped = {p.stem: p for p in shipped_weights()}
+    if path and not Path(path).exists() and path in shipped:
+        path = str(shipped[path])
     weights = Path(path) if path else default_weights(frames)
     if not path and weights is not None and weights.stem != DEFAULT_MODEL:
         print(f"note: {frames} frames: using the shipped {weights.stem} model (the default {DEFAULT_MODEL} takes more)")

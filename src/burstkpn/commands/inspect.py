@@ -24,7 +24,8 @@ from burstkpn.noise import NoiseLevel
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="BURST", help="a burst folder or its files, or a test set .npz (see --index)")
-    p.add_argument("--model", help="weights file (.safetensors); default: the model shipped with burstkpn")
+    p.add_argument("--model", help="weights file (.safetensors) or the name of a shipped model (kpn, kpn-variable, kpn-local, ...); "
+                                    "default: the model shipped with burstkpn")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--pixels", nargs="+", metavar="X,Y",
                    help="pixels whose kernels to draw (default: an edge, a flat area, the most misaligned spot)")
