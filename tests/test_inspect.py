@@ -150,8 +150,8 @@ def _locally_misaligned_burst(rng, moved: int = 3, shift: int = 12):
 
 @pytest.mark.xfail(strict=True, reason="the shipped kpn was trained on global motion only and weights a locally moved "
                    "frame like the others (0.075 vs 0.074-0.093); kpn-variable, trained on objects moving <= 4 px, does "
-                   "not either (0.086-0.092 vs 0.07-0.09), nor, after 2,490 steps, one grown by mismatch inputs "
-                   "(configs/kpn-local-mismatch.toml: 0.085 vs 0.077-0.089); strict: remove this mark once a shipped "
+                   "not either (0.086-0.092 vs 0.07-0.09), nor kpn-local, grown by mismatch inputs "
+                   "(configs/kpn-local-mismatch.toml, 3,866 steps: 0.093 vs 0.086-0.096); strict: remove this mark once a shipped "
                    "model learns to")
 def test_locally_misaligned_frame_gets_clearly_lower_contribution(rng):
     model = _shipped()
