@@ -12,7 +12,7 @@ from burstkpn.align import align_global, select_frames
 from burstkpn.data import BurstDataset, TrainingDataConfig
 from burstkpn.errors import BurstKPNError
 from burstkpn.models import ModelConfig, build_model, predict
-from burstkpn.models.kpn import grow_state, validity_scale
+from burstkpn.models.kpn import validity_scale
 from burstkpn.synth import BurstConfig
 
 TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
@@ -80,20 +80,6 @@ def test_long_burst_keeps_reference_and_best_aligned_frames():
         result = predict(model, burst, 0.01, 0.001)
     assert result["frames"][0].tolist() == [0, 2, 3, 5]
     assert result["output"].shape == (1, 48, 48)
-
-
-def test_grown_model_computes_the_same_function_on_full_bursts():
-    fixed = build_model(ModelConfig(**TINY, init="random"))
-    grown = build_model(ModelConfig(**TINY, init="random", variable_frames=True))
-    grown.load_state_dict(grow_state(fixed.state_dict(), grown))
-    burst = torch.rand(2, 4, 20, 20)
-    with torch.no_grad():
-        a = predict(fixed, burst, 0.02, 0.003)["output"]
-        b = predict(grown, burst, 0.02, 0.003)["output"]
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    other = build_model(ModelConfig(widths=(8, 16), convs_per_level=1, frames=4, kernel_size=3))
-    with pytest.raises(BurstKPNError, match="cannot fit"):
-        grow_state(other.state_dict(), grown)
 
 
 def test_training_sampler_draws_short_and_locally_moving_bursts(tmp_path):

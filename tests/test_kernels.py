@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from burstkpn.errors import BurstKPNError
 import torch.nn.functional as F
 
+from burstkpn.errors import BurstKPNError
 from burstkpn.kernels import _apply_unfold, apply_kernels
 
 
@@ -74,7 +73,7 @@ def test_gradcheck_tiny():
     kernels = torch.randn(1, 2, 3, 3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
     # the float64 path of the unfold implementation (apply_kernels itself computes in float32)
     for dilation, mode in ((1, "constant"), (2, "replicate")):
-        def unfold_path(b, k):
+        def unfold_path(b, k, dilation=dilation, mode=mode):
             r = dilation
             padded = F.pad(b.reshape(2, 1, 4, 5), (r, r, r, r), mode=mode).reshape(1, 2, 4 + 2 * r, 5 + 2 * r)
             return _apply_unfold(padded, k, dilation)

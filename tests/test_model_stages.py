@@ -30,6 +30,9 @@ def test_grown_model_starts_as_the_model_it_grew_from(added):
         a = predict(small, burst, 0.02, 0.003)["output"]
         b = predict(grown, burst, 0.02, 0.003)["output"]
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    other = build_model(ModelConfig(widths=(8, 16), convs_per_level=1, frames=4, kernel_size=3))
+    with pytest.raises(BurstKPNError, match="cannot fit"):
+        grow_state(other.state_dict(), grown)
 
 
 def test_coarse_stage_adds_box_filtered_merge_with_its_kernels():

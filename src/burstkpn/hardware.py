@@ -7,12 +7,12 @@ slower than float32 (2-vCPU AMD EPYC with AVX2 only, torch 2.13.0+cpu: 11.0 s vs
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 
 
-@lru_cache(maxsize=None)
+@cache
 def native_bf16(device_type: str = "cpu") -> bool:
     """True where bf16 autocast runs on native bf16 units: a CUDA GPU that supports it, or a CPU
     whose flags (Linux /proc/cpuinfo) include avx512_bf16 or amx_bf16."""

@@ -28,11 +28,19 @@ import torch
 from burstkpn.config import from_dict, to_dict, to_toml
 from burstkpn.data import BurstDataset, TrainingDataConfig
 from burstkpn.errors import BurstKPNError
+from burstkpn.hardware import native_bf16
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.losses import LossConfig, total_loss
 from burstkpn.metrics import psnr
-from burstkpn.hardware import native_bf16
-from burstkpn.models.kpn import GROWABLE, ModelConfig, build_model, can_grow, grow_state, predict, unwrap
+from burstkpn.models.kpn import (
+    GROWABLE,
+    ModelConfig,
+    build_model,
+    can_grow,
+    grow_state,
+    predict,
+    unwrap,
+)
 from burstkpn.weights import load_model, save_weights
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
