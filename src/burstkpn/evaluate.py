@@ -79,18 +79,20 @@ def model_method(path: str | Path) -> Method:
 
 def bf16_twin(method: Method) -> Method:
     """The same model run under bf16 autocast on CPU, as the row ``NAME bf16``."""
-    from burstkpn.models.kpn import denoise_array
-
-    model = method.model
-    return Method(f"{method.name} bf16", lambda burst, noise: denoise_array(model, burst, noise, amp=True), model=model)
+    return _twin(method, "bf16", amp=True)
 
 
 def ensemble_twin(method: Method) -> Method:
     """The same model averaged over the 8 flips/rotations of each burst, as the row ``NAME x8``."""
+    return _twin(method, "x8", ensemble=True)
+
+
+def _twin(method: Method, suffix: str, **options) -> Method:
+    """``method``'s model run through `denoise_array` with ``options``, as the row ``NAME SUFFIX``."""
     from burstkpn.models.kpn import denoise_array
 
     model = method.model
-    return Method(f"{method.name} x8", lambda burst, noise: denoise_array(model, burst, noise, ensemble=True), model=model)
+    return Method(f"{method.name} {suffix}", lambda burst, noise: denoise_array(model, burst, noise, **options), model=model)
 
 
 def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ensemble: bool = False) -> list[Method]:

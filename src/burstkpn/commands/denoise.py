@@ -134,9 +134,8 @@ def resolve_model(path: str | None, frames: int | None = None):
     a one-line error if neither."""
     from burstkpn.weights import DEFAULT_MODEL, default_weights, load_model, shipped_weights
 
-    shipped = {p.stem: p for p in shipped_weights()}
-    if path and not Path(path).exists() and path in shipped:
-        path = str(shipped[path])
+    if path and not Path(path).exists():
+        path = str({p.stem: p for p in shipped_weights()}.get(path, path))
     weights = Path(path) if path else default_weights(frames)
     if not path and weights is not None and weights.stem != DEFAULT_MODEL:
         print(f"note: {frames} frames: using the shipped {weights.stem} model (the default {DEFAULT_MODEL} takes more)")

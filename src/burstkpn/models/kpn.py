@@ -159,8 +159,7 @@ class KPN(BurstDenoiser):
             coarse = raw[:, n * k * k :].reshape(b, len(self.config.coarse_scales), k, k, h, w)
             merged = output[:, None]
             for j, scale in enumerate(self.config.coarse_scales):
-                blurred = F.avg_pool2d(F.pad(merged, (scale // 2,) * 4, mode="replicate"), scale, stride=1)
-                output = output + apply_kernels(blurred, coarse[:, j : j + 1], scale, "replicate")[0]
+                output = output + apply_kernels(box_blur(merged, scale), coarse[:, j : j + 1], scale, "replicate")[0]
             result["coarse_kernels"] = coarse
         return {"output": output, **result}
 
@@ -198,13 +197,19 @@ def validity_scale(valid: torch.Tensor) -> torch.Tensor:
     return valid * valid.shape[1] / valid.sum(dim=1, keepdim=True).clamp(min=1)
 
 
+def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) -> the same, each pixel the mean of its size x size neighbourhood (odd size, border replicated)."""
+    r = size // 2
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
+
+
 def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + 5x5 mean of (frame - reference)^2
     / (2 sigma^2)), about log 2 where a frame matches the reference, larger where it does not; 0 for
     the reference and for missing frames."""
     with torch.autocast(burst.device.type, enabled=False):
         diff2 = (burst.float() - burst[:, :1].float()) ** 2
-        local = F.avg_pool2d(F.pad(diff2, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+        local = box_blur(diff2, 5)
         maps = torch.log1p(local / (2 * noise_map.float() ** 2 + 1e-8))
         maps[:, 0] = 0
         if valid is not None:
