@@ -16,7 +16,8 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
 
 
 @pytest.mark.parametrize("added", [{"coarse_scales": (3, 9)}, {"difference_inputs": True},
-                                   {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True}])
+                                   {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True},
+                                   {"robust_gate": True}, {"robust_gate": True, "variable_frames": True}])
 def test_grown_model_starts_as_the_model_it_grew_from(added):
     old = ModelConfig(**TINY, init="random")
     new = ModelConfig(**TINY, init="random", **added)
@@ -30,6 +31,10 @@ def test_grown_model_starts_as_the_model_it_grew_from(added):
         a = predict(small, burst, 0.02, 0.003)["output"]
         b = predict(grown, burst, 0.02, 0.003)["output"]
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    if new.variable_frames and not old.variable_frames:  # a short burst: missing frames get zero kernels
+        with torch.no_grad():
+            short = predict(grown, burst[:, :2], 0.02, 0.003)
+        assert torch.all(short["kernels"][:, 2:] == 0) and short["output"].isfinite().all()
     other = build_model(ModelConfig(widths=(8, 16), convs_per_level=1, frames=4, kernel_size=3))
     with pytest.raises(BurstKPNError, match="cannot fit"):
         grow_state(other.state_dict(), grown)
@@ -75,9 +80,41 @@ def test_mismatch_maps_flag_where_a_frame_disagrees():
     assert maps[2, 20:44, 20:44].mean() > 5 * matched and abs(maps[2, :12].mean() - matched) < 0.05
 
 
+def test_robust_gate_hands_a_disagreeing_frames_weight_to_the_others():
+    """A gate set by hand to distrust mismatch (logit 3 - 4·m5): inside the region where frame 2 shows other
+    content its scale drops below 0.1 while the scales still sum to N (a missing frame's is 0); elsewhere
+    all frames keep about equal shares."""
+    model = build_model(ModelConfig(**TINY, robust_gate=True, variable_frames=True)).eval()
+    with torch.no_grad():
+        first, last = model.gate.mlp[0], model.gate.mlp[2]
+        first.weight.zero_(), first.bias.zero_()
+        first.weight[0, 0] = 1.0  # hidden unit 0 = relu(m5)
+        last.weight[0, 0], last.bias[0] = -4.0, 3.0
+    rng = np.random.default_rng(1)
+    sigma = 0.02
+    clean = np.tile(rng.uniform(0.2, 0.8, (1, 64, 64)), (4, 1, 1))
+    clean[2, 16:48, 16:48] = np.roll(clean[0], 11, axis=1)[16:48, 16:48]
+    burst = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None]
+    valid = torch.tensor([[1.0, 1, 1, 0]])
+    with torch.no_grad():
+        gate = model.gate(burst, torch.full((1, 1, 64, 64), sigma), valid)[0]
+        out = model(burst, torch.full((1, 1, 64, 64), sigma), valid)
+    torch.testing.assert_close(gate.sum(0), torch.full((64, 64), 4.0))
+    assert torch.all(gate[3] == 0)
+    inside, outside = gate[:, 22:42, 22:42].mean(dim=(1, 2)), gate[:, :10].mean(dim=(1, 2))
+    assert inside[2] < 0.1 < 1.5 < inside[0], inside
+    assert abs(outside[1] - outside[0]) < 0.25 and abs(outside[2] - outside[0]) < 0.25, outside
+    sums = out["kernels"][0].sum(dim=(1, 2))  # contributions: the gate shows in them
+    assert sums[2, 22:42, 22:42].mean() < 0.1 * sums[1, 22:42, 22:42].mean()
+
+
 def test_model_config_rejects_bad_stages():
     with pytest.raises(BurstKPNError, match="coarse_scales"):
         ModelConfig(coarse_scales=(4,))
+    with pytest.raises(BurstKPNError, match="robust_gate"):
+        ModelConfig(kind="dpn", robust_gate=True)
+    with pytest.raises(BurstKPNError, match="robust_gate needs the noise map"):
+        ModelConfig(kind="kpn-blind", robust_gate=True)
     with pytest.raises(BurstKPNError, match="coarse_scales"):
         ModelConfig(kind="dpn", coarse_scales=(3,))
     with pytest.raises(BurstKPNError, match="difference_inputs"):

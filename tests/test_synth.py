@@ -94,3 +94,24 @@ def test_local_motion_keeps_the_reference_and_defeats_global_alignment():
     loc = synthesize_burst(img, np.random.default_rng(0), BurstConfig(size=64, small_shift=0, large_rate=0), LocalMotion())
     assert g.frames.shape == loc.frames.shape == (8, 64, 64)
     assert np.abs(loc.frames[1:] - loc.frames[:1]).max() > 1e-3  # alternate frames do move
+
+
+def test_intruders_show_other_content_in_a_region_of_alternate_frames_only():
+    from scipy.ndimage import gaussian_filter
+
+    from burstkpn.synth import LocalMotion
+
+    img = gaussian_filter(np.random.default_rng(5).random((600, 600)), 4).astype(np.float32)
+    still = dict(max_rotation_deg=0.0, max_scale=0.0, object_shift=0)
+    cfg = BurstConfig(size=64, small_shift=0, large_rate=0)
+    plain = synthesize_burst(img, np.random.default_rng(0), cfg, LocalMotion(**still))
+    np.testing.assert_allclose(plain.frames[1:], np.broadcast_to(plain.frames[:1], (7, 64, 64)), atol=1e-5)
+    b = synthesize_burst(img, np.random.default_rng(0), cfg, LocalMotion(**still, intruder_rate=1.0))
+    np.testing.assert_array_equal(b.frames[0], plain.frames[0])
+    changed = np.abs(b.frames[1:] - b.frames[:1]) > 1e-4
+    share = changed.mean(axis=(1, 2))
+    # an ellipse with semi-axes 15-35 % of the side covers 7-38 % of the frame (less where content matches)
+    assert np.all(share > 0.03) and np.all(share < 0.4), share
+    assert len({tuple(np.argwhere(c).mean(0).round()) for c in changed}) > 3  # at different places per frame
+    with pytest.raises(BurstKPNError, match="intruder_rate"):
+        LocalMotion(intruder_rate=1.5)

@@ -67,6 +67,14 @@ class LocalMotion:
     max_scale: float = 0.01  # scale drawn from 1 ± max_scale
     object_shift: int = 4  # max |object translation| relative to the reference, output pixels
     object_radius: tuple[float, float] = (0.15, 0.35)  # ellipse semi-axes, fraction of the side
+    # chance that an alternate frame also shows an intruder: an ellipse of other content (the crop turned
+    # 180° about its centre) that is in no other frame, like someone walking through. No frame's kernels
+    # can use it there: training on it teaches a model to hand that frame's weight to the others.
+    intruder_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.intruder_rate <= 1.0:
+            raise BurstKPNError(f"intruder_rate must lie in [0, 1], got {self.intruder_rate}")
 
 
 def downsample_area(image: np.ndarray, factor: int) -> np.ndarray:
@@ -164,8 +172,19 @@ def _local_motion_crops(image, origin, side, shifts, rng, motion: LocalMotion, d
     src_x = sin * yy + cos * xx + dx
     # the object sits at obj_centre + obj in each frame and shows the reference's object
     inside = ((yy - obj_centre[0] - oy) / obj_axes[0]) ** 2 + ((xx - obj_centre[1] - ox) / obj_axes[1]) ** 2 <= 1
-    src_y = torch.where(inside, yy - oy, src_y) + (origin[0] + centre)
-    src_x = torch.where(inside, xx - ox, src_x) + (origin[1] + centre)
+    src_y = torch.where(inside, yy - oy, src_y)
+    src_x = torch.where(inside, xx - ox, src_x)
+    if motion.intruder_rate > 0:  # drawn only when on, so test sets built without intruders stay the same
+        for i in np.flatnonzero(rng.random(len(shifts)) < motion.intruder_rate):
+            if i == 0:
+                continue
+            at = rng.uniform(-0.3, 0.3, size=2) * side
+            axes = rng.uniform(*motion.object_radius, size=2) * side
+            there = ((yy - at[0]) / axes[0]) ** 2 + ((xx - at[1]) / axes[1]) ** 2 <= 1
+            src_y[i] = torch.where(there, -yy, src_y[i])
+            src_x[i] = torch.where(there, -xx, src_x[i])
+    src_y = src_y + (origin[0] + centre)
+    src_x = src_x + (origin[1] + centre)
     h, w = image.shape
     grid = torch.stack([src_x * (2 / (w - 1)) - 1, src_y * (2 / (h - 1)) - 1], dim=-1)  # align_corners=True
     source = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].expand(len(shifts), 1, h, w)

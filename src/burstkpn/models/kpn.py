@@ -8,6 +8,8 @@ evaluation and denoising all go through `predict`, so they cannot drift apart.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -57,6 +59,11 @@ class ModelConfig:
     # merged frame blurred by an s x s box; adds K·s reach where noise needs spatial averaging.
     # Its head starts at zero, so a model grown with it computes what it did before.
     coarse_scales: tuple[int, ...] = ()
+    # Learned robustness gate (KPN only): each frame's kernel is scaled by N·g_i / Σ_j g_j, where g_i in (0, 1)
+    # is a small per-pixel network of that frame's mismatch with the reference (HDR+'s robust merge,
+    # learned), so a frame that disagrees is down-weighted and the others take its share. It starts
+    # at g_i = 1/2 everywhere (scale 1), so a model grown with it computes what it did before.
+    robust_gate: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -71,8 +78,11 @@ class ModelConfig:
             raise BurstKPNError(f"widths must be positive and convs_per_level >= 1, got {self.widths}, {self.convs_per_level}")
         if any(s < 2 or s % 2 == 0 for s in self.coarse_scales) or (self.coarse_scales and self.kind == "dpn"):
             raise BurstKPNError(f"coarse_scales must be odd integers >= 2 on a KPN, got {self.coarse_scales} on {self.kind}")
-        if self.difference_inputs and not self.uses_noise_map:
-            raise BurstKPNError("difference_inputs are normalised by the noise map: not available on kpn-blind")
+        for name in ("difference_inputs", "robust_gate"):
+            if getattr(self, name) and not self.uses_noise_map:
+                raise BurstKPNError(f"{name} needs the noise map: not available on kpn-blind")
+        if self.robust_gate and self.kind != "kpn":
+            raise BurstKPNError("robust_gate scales predicted kernels: a KPN only")
         if self.half_res_output and len(self.widths) < 2:
             raise BurstKPNError("half_res_output needs at least 2 U-Net levels")
 
@@ -144,6 +154,7 @@ class KPN(BurstDenoiser):
                 bias[:, config.kernel_size // 2, config.kernel_size // 2] = 1.0 / config.frames
                 head.bias.zero_()  # coarse kernels (if any) start at zero
                 head.bias[: bias.numel()].copy_(bias.flatten())
+        self.gate = RobustGate() if config.robust_gate else None
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -151,10 +162,17 @@ class KPN(BurstDenoiser):
         k = self.config.kernel_size
         raw = self.network(burst, noise_map, valid)
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
-        if valid is not None and self.config.variable_frames:
+        valid = valid if self.config.variable_frames else None
+        gate = None
+        if self.gate is not None:
+            gate = self.gate(burst, noise_map, valid)
+            kernels = kernels * gate.to(kernels.dtype)[:, :, None, None]
+        elif valid is not None:
             kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
         output, per_frame = apply_kernels(burst, kernels)
         result = {"per_frame": per_frame, "kernels": kernels}
+        if gate is not None:
+            result["gate"] = gate
         if self.config.coarse_scales:
             coarse = raw[:, n * k * k :].reshape(b, len(self.config.coarse_scales), k, k, h, w)
             merged = output[:, None]
@@ -197,19 +215,50 @@ def validity_scale(valid: torch.Tensor) -> torch.Tensor:
     return valid * valid.shape[1] / valid.sum(dim=1, keepdim=True).clamp(min=1)
 
 
+class RobustGate(nn.Module):
+    """Per-pixel trust in each frame from its mismatch with the reference.
+
+    forward(burst (B, N, H, W), noise_map (B, 1, H, W) std, valid (B, N) or None) -> scale (B, N, H, W):
+    N·v_i·g_i / Σ_j v_j·g_j, with g_i = sigmoid(MLP(mismatch over 5x5 and 11x11, log10 sigma)) shared by all
+    frames (the reference reads as a matching frame, log 2) and v the validity flags. The scales sum to N at every
+    pixel, so rejecting a frame hands its weight to the others instead of darkening the output.
+    """
+
+    SIZES = (5, 11)
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(len(self.SIZES) + 1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.mlp[2].weight)  # g = 1/2 everywhere at first: scale 1 (or validity_scale)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        b, n, h, w = burst.shape
+        with torch.autocast(burst.device.type, enabled=False):
+            maps = [mismatch_maps(burst, noise_map, None, size) for size in self.SIZES]
+            for m in maps:  # the reference as a frame that matches: the mismatch noise alone gives about log 2
+                m[:, 0] = math.log(2)
+            log_sigma = (torch.log10(noise_map.float() + 1e-6) + 2).expand(b, n, h, w)  # ~[-2, 1]
+            x = torch.stack([*maps, log_sigma], dim=2).reshape(b * n, len(self.SIZES) + 1, h, w)
+            g = torch.sigmoid(self.mlp(x)).reshape(b, n, h, w)
+            if valid is not None:
+                g = g * valid.to(g.device, g.dtype)[:, :, None, None]
+            return n * g / g.sum(dim=1, keepdim=True).clamp(min=1e-6)
+
+
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C, H, W) -> the same, each pixel the mean of its size x size neighbourhood (odd size, border replicated)."""
     r = size // 2
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
 
 
-def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + 5x5 mean of (frame - reference)^2
+def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None, size: int = 5) -> torch.Tensor:
+    """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + size² mean of (frame - reference)^2
     / (2 sigma^2)), about log 2 where a frame matches the reference, larger where it does not; 0 for
     the reference and for missing frames."""
     with torch.autocast(burst.device.type, enabled=False):
         diff2 = (burst.float() - burst[:, :1].float()) ** 2
-        local = box_blur(diff2, 5)
+        local = box_blur(diff2, size)
         maps = torch.log1p(local / (2 * noise_map.float() ** 2 + 1e-8))
         maps[:, 0] = 0
         if valid is not None:
@@ -217,7 +266,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
     return maps.to(burst.dtype)
 
 
-GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales")
+GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
@@ -235,7 +284,8 @@ def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, to
     slice and zeros elsewhere, so the grown model computes the same function on full bursts.
     """
     target = model.state_dict()
-    grown = {}
+    # a grown stage's own modules (the robust gate) keep their fresh, neutral initialisation
+    grown = {name: value for name, value in target.items() if name not in state and name.startswith("gate.")}
     for name, value in state.items():
         want = target.get(name)
         if want is None:
