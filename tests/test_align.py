@@ -48,3 +48,18 @@ def test_integer_warp_is_exact():
 def test_bad_shape_is_a_clear_error():
     with pytest.raises(BurstKPNError, match=r"\(B, N, H, W\)"):
         align_global(torch.rand(8, 16, 16))
+
+
+def test_a_subject_moving_at_the_centre_does_not_drag_the_global_shift():
+    """Phase correlation's window weighs the centre most: a subject moving there gives the highest peak,
+    but the chosen shift is the one that explains most of the frame (the still background)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    scene = gaussian_filter(rng.random((160, 160)), 1.5).astype(np.float32)
+    background = [(0, 0), (1, -1), (0, 2), (-1, 0)]
+    frames = np.stack([scene[20 - dy : 116 - dy, 20 - dx : 116 - dx] for dy, dx in background])
+    frames[2, 24:72, 24:72] = scene[20 + 12 : 116 + 12, 20 - 12 : 116 - 12][24:72, 24:72]  # the subject moved
+    noisy = frames + rng.normal(0, 0.01, frames.shape).astype(np.float32)
+    _, shifts = align_global(torch.from_numpy(noisy)[None])
+    np.testing.assert_allclose(shifts[0].numpy(), -np.array(background, np.float32), atol=0.3)  # frame i at p shows the reference at p + shift
