@@ -105,3 +105,25 @@ def test_weights_file_is_a_method_named_from_its_card(testset_file, tmp_path, ca
     for g in ("1", "4"):
         assert rows[("kpn", g)] == pytest.approx(rows[("average", g)], abs=1e-3)
         assert rows[("kpn x8", g)] == pytest.approx(rows[("average", g)], abs=1e-3)  # the mean is flip-invariant
+
+
+def test_tile_aligned_twin_runs_the_model_on_tile_aligned_frames(tmp_path):
+    """An untrained mean-initialised KPN without pre-alignment outputs the mean of what it is given, so
+    its tile-aligned twin is the mean of `tile_align`'s frames."""
+    from burstkpn.align import tile_align
+    from burstkpn.evaluate import resolve_methods
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.noise import NoiseLevel
+    from burstkpn.weights import save_weights
+
+    weights = tmp_path / "fresh.safetensors"
+    save_weights(build_model(ModelConfig(frames=4, widths=(4, 8), convs_per_level=1, half_res_output=False)), weights)
+    methods = resolve_methods("", [str(weights)], tile_aligned=True)
+    assert [m.name for m in methods] == ["kpn", "kpn tile-aligned"]
+    rng = np.random.default_rng(0)
+    scene = rng.random((80, 80)).astype(np.float32)
+    burst = np.stack([np.roll(scene, (dy, 2 * dy), (0, 1))[8:72, 8:72] for dy in range(4)])
+    out = methods[1].denoise(burst, NoiseLevel(0.01, 0.001))
+    expected = tile_align(burst).mean(axis=0)
+    np.testing.assert_allclose(out[4:-4, 4:-4], expected[4:-4, 4:-4], atol=1e-5)
+    assert np.abs(expected[8:-8, 8:-8] - burst[0][8:-8, 8:-8]).mean() < 0.2 * np.abs(burst.mean(0) - burst[0]).mean()

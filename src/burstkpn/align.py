@@ -7,6 +7,7 @@ reference scene at ``p + shift_i``; aligning resamples frame i at ``p - shift_i`
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -155,3 +156,15 @@ def select_frames(burst: torch.Tensor, count: int) -> torch.Tensor:
     error[:, 0] = -1.0
     best = error.argsort(dim=1)[:, :count]
     return best.sort(dim=1).values
+
+
+def tile_align(frames: np.ndarray) -> np.ndarray:
+    """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
+    (`burstkpn.baselines.hdrplus.aligned_stack`; for C channels of one burst, one alignment found on their
+    mean serves all). Frame 0 is returned unchanged. Local motion that one global shift cannot undo is
+    followed tile by tile: the real-burst path (`burstkpn denoise`) runs it before the model."""
+    from burstkpn.baselines.hdrplus import aligned_stack
+
+    aligned = aligned_stack(frames)
+    aligned[..., 0, :, :] = frames[..., 0, :, :]
+    return aligned.astype(np.float32)

@@ -87,18 +87,29 @@ def ensemble_twin(method: Method) -> Method:
     return _twin(method, "x8", ensemble=True)
 
 
-def _twin(method: Method, suffix: str, **options) -> Method:
-    """``method``'s model run through `denoise_array` with ``options``, as the row ``NAME SUFFIX``."""
+def tile_aligned_twin(method: Method) -> Method:
+    """The same model on bursts first aligned tile by tile (`burstkpn.align.tile_align`, what
+    `burstkpn denoise` does with real bursts), as the row ``NAME tile-aligned``."""
+    return _twin(method, "tile-aligned", align=True)
+
+
+def _twin(method: Method, suffix: str, align: bool = False, **options) -> Method:
+    """``method``'s model run through `denoise_array` with ``options`` (after `tile_align` if ``align``),
+    as the row ``NAME SUFFIX``."""
+    from burstkpn.align import tile_align
     from burstkpn.models.kpn import denoise_array
 
     model = method.model
-    return Method(f"{method.name} {suffix}", lambda burst, noise: denoise_array(model, burst, noise, **options), model=model)
+    return Method(f"{method.name} {suffix}", lambda burst, noise: denoise_array(
+        model, tile_align(burst) if align else burst, noise, **options), model=model)
 
 
-def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ensemble: bool = False) -> list[Method]:
+def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ensemble: bool = False,
+                    tile_aligned: bool = False) -> list[Method]:
     """Methods from ``--methods`` (comma-separated names or ``all``), ``--model`` files and
     ``--max-bursts`` items (``K`` for every method, ``NAME=K`` for one); ``bf16`` adds each model's
-    bf16-autocast twin right after it, ``ensemble`` its flip/rotation-ensemble twin."""
+    bf16-autocast twin right after it, ``ensemble`` its flip/rotation-ensemble twin, ``tile_aligned``
+    its twin on tile-aligned bursts."""
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names and not models:
         raise BurstKPNError("no methods given: use --methods NAME,... or --methods all")
@@ -118,7 +129,8 @@ def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ens
             methods.append(_named_apart(model_method(path), path, methods))
         except BurstKPNError as exc:
             methods.append(Method(path.stem, None, str(exc)))
-    twins = [twin for wanted, twin in ((bf16, bf16_twin), (ensemble, ensemble_twin)) if wanted]
+    twins = [twin for wanted, twin in ((bf16, bf16_twin), (ensemble, ensemble_twin), (tile_aligned, tile_aligned_twin))
+             if wanted]
     methods = [t for m in methods for t in ([m] + ([twin(m) for twin in twins] if m.model is not None and m.denoise else []))]
     limits = _parse_max_bursts(max_bursts, [m.name for m in methods])
     for m in methods:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from burstkpn.align import tile_align
 from burstkpn.camera import gamma_compress, linear_to_srgb8
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.bursts import Burst, load_burst
@@ -195,16 +196,6 @@ def resolve_noise(burst: Burst, bursts: np.ndarray, flag: NoiseLevel | None, raw
     return estimate_noise(pooled), "estimated from the burst (high-pass residual vs intensity)"
 
 
-def prealign(frames: np.ndarray) -> np.ndarray:
-    """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
-    (for C channels of one burst, one alignment found on their mean serves all)."""
-    from burstkpn.baselines.hdrplus import aligned_stack
-
-    aligned = aligned_stack(frames)
-    aligned[..., 0, :, :] = frames[..., 0, :, :]
-    return aligned.astype(np.float32)
-
-
 def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:
     """A conservative estimate of the memory per pixel of a tile (float32, x2 for safety): the model's
     inference on one plane plus the alignment of ``planes`` planes of ``frames`` frames (default the model's N)."""
@@ -227,7 +218,7 @@ def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, alig
     from burstkpn.models.kpn import denoise_array
 
     def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
-        part = prealign(part) if align else part
+        part = tile_align(part) if align else part
         return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
 
     return run_tiled(one_tile, np.asarray(planes), tile, TILE_OVERLAP, progress=progress)
@@ -238,7 +229,7 @@ def report_frames(frames: np.ndarray, align: bool, side: int = 512) -> np.ndarra
     h, w = frames.shape[-2:]
     y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
     crop = np.ascontiguousarray(frames[:, y : y + side, x : x + side])
-    return prealign(crop) if align else crop
+    return tile_align(crop) if align else crop
 
 
 def write_outputs(out: Path, burst: Burst, denoised: np.ndarray, raw_mode: str, before: bool = False,

@@ -35,13 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="also run every model under bf16 autocast (row NAME bf16)")
     p.add_argument("--ensemble", action="store_true",
                    help="also run every model averaged over the 8 flips/rotations of each burst (row NAME x8; 8x the time)")
+    p.add_argument("--tile-aligned", action="store_true",
+                   help="also run every model on bursts first aligned tile by tile, as `burstkpn denoise` does with "
+                        "real bursts (row NAME tile-aligned)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     testset = load_testset(args.testset)
-    methods = resolve_methods(args.methods, args.model, args.max_bursts, bf16=args.bf16, ensemble=args.ensemble)
+    methods = resolve_methods(args.methods, args.model, args.max_bursts, bf16=args.bf16, ensemble=args.ensemble,
+                              tile_aligned=args.tile_aligned)
     start = time.perf_counter()
     ev = evaluate(testset, methods, args.gains, seed=args.seed, progress=not args.quiet)
     description = describe_testset(testset, args.testset)

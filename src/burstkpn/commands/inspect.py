@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from burstkpn import inspect, viz
-from burstkpn.commands.denoise import burst_length, prealign, prepare_burst, resolve_model
+from burstkpn.align import tile_align
+from burstkpn.commands.denoise import burst_length, prepare_burst, resolve_model
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.metrics import CAPTION, psnr, ssim
@@ -50,7 +51,7 @@ def load_input(args, config) -> dict:
         n = ts.noisy.shape[1]
         if n < config.frames and not config.variable_frames:
             raise BurstKPNError(f"the model takes {config.frames} frames, the test set's bursts have {n}")
-        burst = ts.noisy[i] if not args.align else prealign(ts.noisy[i])
+        burst = ts.noisy[i] if not args.align else tile_align(ts.noisy[i])
         return {"frames": burst, "noise": NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i])),
                 "clean": ts.clean[i], "white": float(ts.white_level[i]),
                 "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})"}
@@ -58,7 +59,7 @@ def load_input(args, config) -> dict:
     burst, planes, noise, _ = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise, "half", config)
     plane = " (green channel)" if len(planes) == 3 else " (2x2 Bayer mean)" if burst.kind == "raw" else ""
     frames = planes[len(planes) // 2]
-    return {"frames": prealign(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
+    return {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
             "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}{plane}"}
 
 
