@@ -15,7 +15,7 @@ from burstkpn import inspect
 from burstkpn.cli import main
 from burstkpn.models.kpn import ModelConfig, build_model
 from burstkpn.noise import NoiseLevel, add_noise, noise_level_for_gain
-from burstkpn.weights import default_weights, load_model, save_weights
+from burstkpn.weights import load_model, save_weights, shipped_weights
 
 TINY = ModelConfig(frames=8, kernel_size=3, widths=(8, 16), convs_per_level=1, half_res_output=False, init="random")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -122,11 +122,11 @@ def test_inspect_image_folder_with_pixels_and_crop(tiny_weights, testset_path, t
     _assert_png(out / "kernels.png")
 
 
-def _shipped():
-    path = default_weights()
+def _shipped(name: str = "kpn"):
+    path = {p.stem: p for p in shipped_weights()}.get(name)
     if path is None:
-        pytest.skip("no shipped model (src/burstkpn/pretrained/kpn.safetensors); tiny models trained in a test "
-                    "in under a minute learn to trust the reference, not to reject misaligned frames")
+        pytest.skip(f"no shipped model {name} (src/burstkpn/pretrained/{name}.safetensors); tiny models trained in a "
+                    "test in under a minute learn to trust the reference, not to reject misaligned frames")
     return load_model(path)
 
 
@@ -148,13 +148,11 @@ def _locally_misaligned_burst(rng, moved: int = 3, shift: int = 12):
     return add_noise(frames, level, rng), level, window
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped kpn was trained on global motion only and weights a locally moved "
-                   "frame like the others (0.075 vs 0.074-0.093); kpn-variable, trained on objects moving <= 4 px, does "
-                   "not either (0.086-0.092 vs 0.07-0.09), nor kpn-local, grown by mismatch inputs "
-                   "(configs/kpn-local-mismatch.toml, 3,866 steps: 0.093 vs 0.086-0.096); strict: remove this mark once a shipped "
-                   "model learns to")
 def test_locally_misaligned_frame_gets_clearly_lower_contribution(rng):
-    model = _shipped()
+    """kpn-local, the shipped model for moving subjects, hands a frame's weight to the others where that
+    frame shows other content (its robustness gate; the shipped kpn, without one, gives it the same
+    weight as the others: 0.075 vs 0.074-0.093)."""
+    model = _shipped("kpn-local")
     noisy, level, window = _locally_misaligned_burst(rng)
     ins = inspect.inspect_burst(model, noisy, level)
     inside = ins.contributions[(slice(None), *window)].mean(axis=(1, 2))
@@ -162,9 +160,10 @@ def test_locally_misaligned_frame_gets_clearly_lower_contribution(rng):
     assert inside[3] < 0.5 * others.mean(), inside
 
 
-def test_shipped_model_contributions_are_unaffected_outside_the_moved_region(rng):
+@pytest.mark.parametrize("name", ["kpn", "kpn-local"])
+def test_shipped_model_contributions_are_unaffected_outside_the_moved_region(rng, name):
     """The control for the test above: where frame 3 is aligned, it contributes like any other frame."""
-    model = _shipped()
+    model = _shipped(name)
     noisy, level, window = _locally_misaligned_burst(rng)
     ins = inspect.inspect_burst(model, noisy, level)
     outside = np.ones(noisy.shape[1:], bool)

@@ -59,10 +59,11 @@ class ModelConfig:
     # merged frame blurred by an s x s box; adds K·s reach where noise needs spatial averaging.
     # Its head starts at zero, so a model grown with it computes what it did before.
     coarse_scales: tuple[int, ...] = ()
-    # Learned robustness gate (KPN only): each frame's kernel is scaled by N·g_i / Σ_j g_j, where g_i in (0, 1)
-    # is a small per-pixel network of that frame's mismatch with the reference (HDR+'s robust merge,
-    # learned), so a frame that disagrees is down-weighted and the others take its share. It starts
-    # at g_i = 1/2 everywhere (scale 1), so a model grown with it computes what it did before.
+    # Learned robustness gate (KPN only): each frame's kernel is scaled by its trust g_i in (0, 1), a small
+    # per-pixel network of that frame's mismatch with the reference (HDR+'s robust merge, learned), and
+    # all by one factor that keeps the kernels' total weight (`gate_scale`), so a frame that disagrees is
+    # down-weighted and the others take its share. Equal trust everywhere (g_i = 1/2 at first) changes
+    # nothing, so a model grown with it computes what it did before.
     robust_gate: bool = False
 
     def __post_init__(self) -> None:
@@ -163,12 +164,12 @@ class KPN(BurstDenoiser):
         raw = self.network(burst, noise_map, valid)
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         valid = valid if self.config.variable_frames else None
+        if valid is not None:
+            kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
         gate = None
         if self.gate is not None:
-            gate = self.gate(burst, noise_map, valid)
+            gate = gate_scale(self.gate(burst, noise_map, valid), kernels)
             kernels = kernels * gate.to(kernels.dtype)[:, :, None, None]
-        elif valid is not None:
-            kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
         output, per_frame = apply_kernels(burst, kernels)
         result = {"per_frame": per_frame, "kernels": kernels}
         if gate is not None:
@@ -218,10 +219,10 @@ def validity_scale(valid: torch.Tensor) -> torch.Tensor:
 class RobustGate(nn.Module):
     """Per-pixel trust in each frame from its mismatch with the reference.
 
-    forward(burst (B, N, H, W), noise_map (B, 1, H, W) std, valid (B, N) or None) -> scale (B, N, H, W):
-    N·v_i·g_i / Σ_j v_j·g_j, with g_i = sigmoid(MLP(mismatch over 5x5 and 11x11, log10 sigma)) shared by all
-    frames (the reference reads as a matching frame, log 2) and v the validity flags. The scales sum to N at every
-    pixel, so rejecting a frame hands its weight to the others instead of darkening the output.
+    forward(burst (B, N, H, W), noise_map (B, 1, H, W) std, valid (B, N) or None) -> trust (B, N, H, W):
+    v_i·g_i, with g_i = sigmoid(MLP(mismatch over 5x5 and 11x11, log10 sigma)) shared by all frames (the
+    reference reads as a matching frame, log 2) and v the validity flags; `gate_scale` turns it into
+    kernel scales.
     """
 
     SIZES = (5, 11)
@@ -243,7 +244,22 @@ class RobustGate(nn.Module):
             g = torch.sigmoid(self.mlp(x)).reshape(b, n, h, w)
             if valid is not None:
                 g = g * valid.to(g.device, g.dtype)[:, :, None, None]
-            return n * g / g.sum(dim=1, keepdim=True).clamp(min=1e-6)
+            return g
+
+
+def gate_scale(trust: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """trust (B, N, H, W) in [0, 1], kernels (B, N, K, K, H, W) -> scale (B, N, H, W) for each frame's kernel:
+    trust_i · Σ_j s_j / Σ_j trust_j s_j, s_j the kernel sums. The output's total weight (its DC gain) is
+    kept, so a distrusted frame's share goes to the others in proportion to theirs, whatever share the
+    network gave the reference; equal trust changes nothing. Where the gated sum nearly vanishes the
+    kernels are left as they are."""
+    with torch.autocast(kernels.device.type, enabled=False):
+        sums = kernels.float().sum(dim=(2, 3))
+        total = sums.sum(dim=1, keepdim=True)
+        gated = (trust.float() * sums).sum(dim=1, keepdim=True)
+        usable = gated.abs() > 1e-3 * total.abs().clamp(min=1e-6)
+        return torch.where(usable, trust.float() * total / torch.where(usable, gated, torch.ones_like(gated)),
+                           torch.ones_like(trust, dtype=torch.float32))
 
 
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
