@@ -27,14 +27,15 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     The normalised cross-power spectrum is weighted by a Gaussian low-pass (``lowpass`` is its
     σ as a fraction of the Nyquist frequency), which smooths the correlation surface so that noisy
     high frequencies do not decide the peak; a parabola through the peak gives the sub-pixel part.
-    The window favours the centre, so a subject moving there can outvote a still background: among
-    the strongest peaks the one that leaves the smallest median difference wins (`_robust_peak`).
+    The frames are tapered by a Tukey window (flat over the middle half): a Hann window weighs the centre
+    so much that a subject moving there outvotes a still background. Among the strongest peaks the one
+    that leaves the smallest median difference wins (`_robust_peak`).
     """
     _check_burst(burst)
     b, n, h, w = burst.shape
     x = burst.float()
     x = x - x.mean(dim=(-2, -1), keepdim=True)
-    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False)).to(x)
+    window = torch.outer(tukey_window(h), tukey_window(w)).to(x)
     spectrum = torch.fft.rfft2(x * window)
     cross = spectrum[:, :1] * spectrum.conj()  # reference against every frame
     cross = cross / (cross.abs() + 1e-12)
@@ -81,6 +82,13 @@ def warp_frames(burst: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         mode="bilinear", padding_mode="border", align_corners=False,
     )
     return out.reshape(b, n, h, w).to(burst.dtype)
+
+
+def tukey_window(length: int, taper: float = 0.5) -> torch.Tensor:
+    """(length,) 1 over the middle, raised-cosine tapers over ``taper``/2 of the length at each end."""
+    x = torch.linspace(0, 1, length, dtype=torch.float64)
+    edge = torch.minimum(x, 1 - x) / (taper / 2)  # < 1 inside the tapers
+    return torch.where(edge < 1, 0.5 * (1 - torch.cos(torch.pi * edge)), torch.ones_like(x)).float()
 
 
 PEAKS = 8  # candidate shifts per frame
