@@ -205,3 +205,17 @@ def test_lr_warmup_ramps_linearly_then_follows_the_schedule():
     assert lr_at(0, tiny_config(lr=2e-3, lr_warmup=4)) == pytest.approx(5e-4)
     with pytest.raises(BurstKPNError, match="lr_warmup"):
         tiny_config(lr_warmup=-1)
+
+
+def test_trainable_fits_a_grown_gate_alone(photo_dir, tmp_path):
+    """``trainable = ["gate."]``: a robustness gate grown onto trained weights moves, nothing else does; a
+    prefix that names no parameter is a clear error."""
+    base = train(tiny_config(steps=2), photo_dir, tmp_path / "a", progress=False)["model"]
+    gated = tiny_config(steps=4, trainable=["gate."], model={"robust_gate": True},
+                        data={"local_fraction": 1.0, "local": {"intruder_rate": 0.5}})
+    fitted = train(gated, photo_dir, tmp_path / "b", init=tmp_path / "a" / "model.safetensors", progress=False)["model"]
+    for name, value in base.state_dict().items():
+        assert torch.equal(value, fitted.state_dict()[name]), name
+    assert float(fitted.gate.mlp[2].weight.abs().sum()) > 0  # it started at zero
+    with pytest.raises(BurstKPNError, match="no model parameter starts with"):
+        train(tiny_config(steps=1, trainable=["nothing."]), photo_dir, tmp_path / "c", progress=False)
