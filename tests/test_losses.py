@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from burstkpn.camera import srgb_curve
-from burstkpn.losses import LossConfig, anneal_weight, basic_loss, to_gamma, total_loss
+from burstkpn.errors import BurstKPNError
+from burstkpn.losses import LossConfig, anneal_weight, basic_loss, per_burst_loss, to_gamma, total_loss
 
 
 @pytest.mark.parametrize("step", [0, 1, 1000, 25_000])
@@ -53,3 +54,39 @@ def test_total_loss_adds_annealed_per_frame_term():
     off, _ = total_loss(result, clean, wl, step=10, cfg=LossConfig(anneal=False))
     assert off.item() == pytest.approx(basic_loss(result["output"], clean, wl).item())
     assert not math.isclose(off.item(), loss.item())
+
+
+def test_log_reduction_is_mean_of_log_per_burst_losses():
+    torch.manual_seed(1)
+    clean = torch.rand(3, 24, 24) * 0.5
+    est = clean + 0.02 * torch.randn(3, 24, 24) * torch.tensor([1.0, 4.0, 16.0]).reshape(3, 1, 1)
+    wl = torch.ones(3)
+    per = per_burst_loss(est, clean, wl)
+    assert per.shape == (3,)
+    assert per[0] < per[1] < per[2]  # noisier estimate, larger loss
+    assert basic_loss(est, clean, wl).item() == pytest.approx(per.mean().item(), rel=1e-6)
+    assert basic_loss(est, clean, wl, LossConfig(reduction="log")).item() == pytest.approx(per.log().mean().item(), rel=1e-6)
+
+
+def test_log_reduction_weighs_every_burst_by_its_relative_error():
+    # Pure L2: doubling one burst's (small) error adds log(4)/B under "log", whether that burst's error
+    # is tiny or 100x larger; under "mean" the change scales with the error's size.
+    clean = torch.full((2, 24, 24), 0.3)
+    sign = torch.ones(24, 24)
+    sign[::2] = -1.0
+    changes = {"log": [], "mean": []}
+    for reduction in changes:
+        cfg = LossConfig(gradient_weight=0.0, reduction=reduction)
+        for burst, size in ((0, 1e-4), (1, 1e-2)):
+            est = 0.3 + 1e-3 * sign.expand(2, 24, 24).clone()
+            est[burst] = 0.3 + size * sign
+            twice = est.clone()
+            twice[burst] = 0.3 + 2 * size * sign
+            changes[reduction].append((basic_loss(twice, clean, torch.ones(2), cfg) - basic_loss(est, clean, torch.ones(2), cfg)).item())
+    assert changes["log"] == pytest.approx([math.log(4) / 2] * 2, rel=0.02)
+    assert changes["mean"][1] > 1000 * changes["mean"][0]
+
+
+def test_unknown_reduction_is_a_clear_error():
+    with pytest.raises(BurstKPNError, match="reduction"):
+        LossConfig(reduction="sum")

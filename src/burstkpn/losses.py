@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from burstkpn.camera import remove_white_level, srgb_curve
+from burstkpn.errors import BurstKPNError
 from burstkpn.metrics import BORDER
 
 
@@ -25,6 +26,14 @@ class LossConfig:
     beta: float = 100.0
     alpha: float = 0.9998
     border: int = BORDER  # pixels cropped on each side
+    # How per-burst losses ℓ_b combine: "mean" (the paper) averages them, so the noisiest bursts,
+    # whose errors are largest, dominate; "log" averages log ℓ_b, so every burst's *relative* error
+    # counts equally, as in mean PSNR over bursts (the evaluation metric).
+    reduction: str = "mean"
+
+    def __post_init__(self):
+        if self.reduction not in ("mean", "log"):
+            raise BurstKPNError(f"loss reduction must be 'mean' or 'log', not {self.reduction!r}")
 
 
 def to_gamma(linear: torch.Tensor, white_level: torch.Tensor, border: int = BORDER) -> torch.Tensor:
@@ -37,15 +46,27 @@ def to_gamma(linear: torch.Tensor, white_level: torch.Tensor, border: int = BORD
     return display[..., border:-border, border:-border] if border else display
 
 
-def basic_loss(estimate: torch.Tensor, clean: torch.Tensor, white_level, cfg: LossConfig = LossConfig()) -> torch.Tensor:
-    """ℓ: weighted mean squared error + mean |∇ difference| (x and y) in gamma space; (B, H, W) inputs."""
+def per_burst_loss(estimate: torch.Tensor, clean: torch.Tensor, white_level, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    """ℓ_b for each burst: weighted mean squared error + mean |∇ difference| (x and y) in gamma space.
+
+    estimate, clean: (B, H, W) linear; returns (B,).
+    """
     with torch.autocast(estimate.device.type, enabled=False):
         a = to_gamma(estimate.float(), white_level, cfg.border)
         b = to_gamma(clean.float(), white_level, cfg.border)
-        l2 = (a - b).square().mean()
         diff = a - b
-        grad = (diff[..., :, 1:] - diff[..., :, :-1]).abs().mean() + (diff[..., 1:, :] - diff[..., :-1, :]).abs().mean()
+        l2 = diff.square().mean(dim=(-2, -1))
+        grad = (diff[..., :, 1:] - diff[..., :, :-1]).abs().mean(dim=(-2, -1)) + \
+            (diff[..., 1:, :] - diff[..., :-1, :]).abs().mean(dim=(-2, -1))
         return cfg.l2_weight * l2 + cfg.gradient_weight * grad
+
+
+def basic_loss(estimate: torch.Tensor, clean: torch.Tensor, white_level, cfg: LossConfig = LossConfig()) -> torch.Tensor:
+    """ℓ over a batch, (B, H, W) inputs: the mean of ℓ_b, or of log ℓ_b with ``reduction = "log"``."""
+    losses = per_burst_loss(estimate, clean, white_level, cfg)
+    if cfg.reduction == "log":
+        return losses.clamp_min(1e-12).log().mean()  # floor: a perfect burst must not give -inf
+    return losses.mean()
 
 
 def anneal_weight(step: int, cfg: LossConfig = LossConfig()) -> float:
