@@ -3,7 +3,7 @@
     python scripts/checkpoint_weights.py runs/kpn-reach /tmp/kpn-reach-2000.safetensors
     burstkpn evaluate --testset lomiri13.npz --methods "" --model /tmp/kpn-reach-2000.safetensors
 
-The run keeps going; the file records the checkpoint's step (and the run's init lineage) like a
+The run keeps going; a run with `ema_decay` gives its averaged weights, as its final file will. The file records the checkpoint's step (and the run's init lineage) like a
 finished run's model.safetensors.
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     checkpoint = load_checkpoint(args.run / "checkpoint.pt")
     cfg = from_dict(TrainConfig, checkpoint["config"])
     model = build_model(cfg.model)
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint.get("ema") or checkpoint["model"])  # averaged weights when the run keeps them
     info = {"steps": int(checkpoint["step"]), "train": checkpoint["config"]}
     if (args.run / "init.json").exists():
         info["init"] = json.loads((args.run / "init.json").read_text())

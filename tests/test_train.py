@@ -219,3 +219,41 @@ def test_trainable_fits_a_grown_gate_alone(photo_dir, tmp_path):
     assert float(fitted.gate.mlp[2].weight.abs().sum()) > 0  # it started at zero
     with pytest.raises(BurstKPNError, match="no model parameter starts with"):
         train(tiny_config(steps=1, trainable=["nothing."]), photo_dir, tmp_path / "c", progress=False)
+
+
+def test_weight_average_follows_its_formula():
+    from burstkpn.train import WeightAverage
+
+    layer = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(layer.weight)
+    average = WeightAverage(layer, decay=0.9)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    average.update(layer, step=1)  # d = min(0.9, 2/11)
+    assert average.state["weight"][0, 0].item() == pytest.approx(1 - 2 / 11)
+    for step in range(2, 200):
+        average.update(layer, step)
+    assert average.state["weight"][0, 0].item() == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    with average.applied(layer) as shown:
+        assert shown.weight[0, 0].item() == pytest.approx(1.0, abs=1e-6)
+    assert layer.weight[0, 0].item() == 3.0  # its own weights back
+    with pytest.raises(BurstKPNError, match="ema_decay"):
+        tiny_config(ema_decay=1.0)
+
+
+def test_ema_run_delivers_its_averaged_weights_and_resumes_them(photo_dir, tmp_path):
+    cfg = tiny_config(steps=12, ema_decay=0.99, checkpoint_every=6)
+    train(cfg, photo_dir, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    final = load_model(tmp_path / "run" / "model.safetensors").state_dict()
+    assert any(not torch.equal(final[k], ckpt["model"][k]) for k in final)  # not the raw weights
+    for name, value in final.items():
+        torch.testing.assert_close(value, ckpt["ema"][name].to(value.dtype)), name
+    # stopped at step 6 and resumed: the same averaged weights as the straight run
+    half = tiny_config(steps=6, ema_decay=0.99, checkpoint_every=6)
+    train(half, photo_dir, tmp_path / "split", progress=False)
+    resumed = train(cfg, photo_dir, tmp_path / "split", resume=True, progress=False)["model"].state_dict()
+    for name, value in final.items():
+        assert torch.equal(value, resumed[name]), name

@@ -75,6 +75,9 @@ class TrainConfig:
     # names (prefixes) of the only parameters to train, e.g. ["gate."] to fit a grown robustness gate on a
     # frozen network (no fresh-Adam dip on the rest, ~2x faster steps); empty: all
     trainable: tuple[str, ...] = ()
+    # >0: keep an exponential moving average of the weights (decay per step, ramped as (1+t)/(10+t) early
+    # on); validation, snapshots and the final weights use it. 0 (the paper): the raw weights.
+    ema_decay: float = 0.0
     fixed_bursts: int = 0  # >0: cycle over this many bursts instead of fresh ones (overfitting checks, tests)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -83,6 +86,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0 or self.fixed_bursts < 0 or self.lr_warmup < 0:
             raise BurstKPNError("steps >= 0, batch_size >= 1, lr > 0, lr_warmup >= 0, val_bursts >= 0 and fixed_bursts >= 0 are required")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise BurstKPNError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.log_every < 1 or self.val_every < 1 or self.checkpoint_every < 0:
             raise BurstKPNError("log_every and val_every must be >= 1, checkpoint_every >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -229,9 +234,45 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig) -> None:
+class WeightAverage:
+    """Exponential moving average of a model's weights (Polyak averaging): smooths out the last steps'
+    noise, which a small-batch run at a high learning rate has plenty of.
+
+    After step t (1-based): avg = d·avg + (1 − d)·weights with d = min(decay, (1 + t) / (10 + t)), so the
+    first steps are not averaged with the initial weights for long. Non-float buffers are copied.
+    """
+
+    def __init__(self, model, decay: float, state: dict | None = None):
+        self.decay = decay
+        current = unwrap(model).state_dict()
+        self.state = {k: v.detach().clone() for k, v in (state or current).items()}
+
+    def update(self, model, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for name, value in unwrap(model).state_dict().items():
+                if value.is_floating_point():
+                    self.state[name].mul_(d).add_(value.detach(), alpha=1 - d)
+                else:
+                    self.state[name].copy_(value)
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        """The averaged weights in ``model`` inside the block, its own weights back after."""
+        core = unwrap(model)
+        own = {k: v.detach().clone() for k, v in core.state_dict().items()}
+        core.load_state_dict(self.state)
+        try:
+            yield core
+        finally:
+            core.load_state_dict(own)
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, cfg: TrainConfig, average: WeightAverage | None = None) -> None:
     state = {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "config": to_dict(cfg), "rng": rng_states()}
+    if average is not None:
+        state["ema"] = average.state
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
 
@@ -343,6 +384,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         optimizer.load_state_dict(checkpoint["optimizer"])
         start = int(checkpoint["step"])
         set_rng_states(checkpoint["rng"])
+    average = WeightAverage(model, cfg.ema_decay, checkpoint.get("ema") if checkpoint else None) if cfg.ema_decay else None
     dataset = load_dataset(images, cfg, progress and rt.main)  # bad photos fail before the run folder is written
     if rt.main:
         make_folder(run_dir)
@@ -377,8 +419,12 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         with open(metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
+    def validate_now() -> float:  # the weights a snapshot or the final file would hold
+        with average.applied(model) if average else contextlib.nullcontext(model) as shown:
+            return validate(shown, val_batches, amp)
+
     if rt.main and start == 0 and cfg.val_bursts:
-        log({"step": 0, "val_psnr": validate(model, val_batches, amp)})
+        log({"step": 0, "val_psnr": validate_now()})
     stop = StopFlag(active=rt.world == 1)
     bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not (progress and rt.main), dynamic_ncols=True)
     last_ckpt, window_start, window_losses, window_steps = time.monotonic(), time.monotonic(), [], 0
@@ -395,6 +441,8 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             loss.backward()
             optimizer.step()
             step += 1
+            if average is not None:
+                average.update(model, step)
             window_losses.append({"loss": float(loss.detach()), **parts})
             window_steps += 1
             bar.update(1)
@@ -405,7 +453,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
                                         for k in window_losses[-1]},
                        "lr": lr_at(step - 1, cfg), "samples_per_s": window_steps * cfg.batch_size * rt.world / elapsed}
                 if cfg.val_bursts and (step % cfg.val_every == 0 or is_last):
-                    row["val_psnr"] = validate(model, val_batches, amp)
+                    row["val_psnr"] = validate_now()
                 log(row)
                 last = row
                 bar.set_postfix(loss=f"{row['loss']:.4f}", samples_s=f"{row['samples_per_s']:.1f}",
@@ -414,7 +462,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             due = (time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes
                    or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0))
             if rt.main and (due or is_last):
-                save_checkpoint(ckpt_path, model, optimizer, step, cfg)
+                save_checkpoint(ckpt_path, model, optimizer, step, cfg, average)
                 last_ckpt = time.monotonic()
             if stop.stop:
                 break
@@ -423,7 +471,9 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         stop.restore()
     if rt.main:
         if step == start:  # nothing to do: make sure the checkpoint exists
-            save_checkpoint(ckpt_path, model, optimizer, step, cfg)
+            save_checkpoint(ckpt_path, model, optimizer, step, cfg, average)
+        if average is not None:  # what the run delivers: the averaged weights
+            unwrap(model).load_state_dict(average.state)
         info = {"steps": step, "train": to_dict(cfg)}
         if (run_dir / "init.json").exists():  # started from other weights: say which, and their training
             info["init"] = json.loads((run_dir / "init.json").read_text())
