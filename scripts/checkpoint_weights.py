@@ -3,8 +3,8 @@
     python scripts/checkpoint_weights.py runs/kpn-reach /tmp/kpn-reach-2000.safetensors
     burstkpn evaluate --testset lomiri13.npz --methods "" --model /tmp/kpn-reach-2000.safetensors
 
-The run keeps going; a run with `ema_decay` gives its averaged weights, as its final file will. The file records the checkpoint's step (and the run's init lineage) like a
-finished run's model.safetensors.
+The run keeps going; a run with `ema_decay` gives its averaged weights, as its final file will. The
+file records the checkpoint's step (and the run's init lineage) like a finished run's model.safetensors.
 """
 
 from __future__ import annotations
