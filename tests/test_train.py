@@ -155,10 +155,11 @@ def test_cli_end_to_end_and_small_image_hint(photo_dir, tmp_path, capsys):
     (tmp_path / "c.toml").write_text(to_toml(tiny_config()))
     out = tmp_path / "run"
     code = main(["train", "--images", str(photo_dir), "--out", str(out), "--config", str(tmp_path / "c.toml"),
-                 "--steps", "3", "--kind", "kpn-blind", "--prealign", "global", "--quiet"])
+                 "--steps", "3", "--kind", "kpn-blind", "--prealign", "global", "--workers", "1", "--quiet"])
     assert code == 0, capsys.readouterr().err
     resolved = from_dict(TrainConfig, read_toml(out / "config.toml"))
     assert resolved.steps == 3 and resolved.model.kind == "kpn-blind" and resolved.model.prealign == "global"
+    assert resolved.workers == 1  # bursts synthesised in a worker process, as on a GPU
     assert load_model(out / "model.safetensors").config == resolved.model
     assert "done: step 3" in capsys.readouterr().out
     code = main(["train", "--images", str(photo_dir), "--out", str(tmp_path / "big"), "--steps", "1",

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (default: bf16 autocast)")
     p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--workers", type=int, help="DataLoader processes synthesising bursts (default 0: in the training process; "
+                   "on a GPU, about the CPU cores minus one)")
     p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -60,7 +62,7 @@ def resolve_config(args: argparse.Namespace):
     if args.prealign is not None:
         model = replace(model, prealign=args.prealign)
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": args.lr_schedule,
-             "seed": args.seed, "threads": args.threads, "checkpoint_minutes": args.checkpoint_minutes}
+             "seed": args.seed, "threads": args.threads, "workers": args.workers, "checkpoint_minutes": args.checkpoint_minutes}
     fields = {k: v for k, v in flags.items() if v is not None}
     if args.no_bf16:
         fields["bf16"] = False
