@@ -27,15 +27,18 @@ BK="python3 -m burstkpn.cli"
 read -r -a FOLDERS <<<"$IMAGES"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; lscpu | grep "Model name";
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; } >>"$LOG" 2>&1
-BENCH=$(mktemp -d)/bench
+BENCH_DIR=$(mktemp -d)
+trap 'rm -rf "$BENCH_DIR"' EXIT
+BENCH=$BENCH_DIR/bench
 $BK train --images "${FOLDERS[0]}" --out "$BENCH" --config "$CONFIG" --steps "$BENCH_STEPS" --workers "$WORKERS" --quiet $EXTRA >>"$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 echo "bench done at $(( $(date +%s) - T0 )) s" >>"$LOG"
 STEPS=$(python3 - "$BENCH" "$BENCH_STEPS" "$T0" "$DEADLINE" <<'PY' 2>>"$LOG"
 import json, statistics, sys, time
+from burstkpn.config import read_toml
 bench, bench_steps, t0, deadline = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rows = [json.loads(line) for line in open(f"{bench}/metrics.jsonl") if line.strip()]
 rates = [r["samples_per_s"] for r in rows if "samples_per_s" in r and r["step"] > bench_steps // 3]
-batch = int(next(line.split("=")[1] for line in open(f"{bench}/config.toml") if line.startswith("batch_size")))
+batch = read_toml(f"{bench}/config.toml")["batch_size"]  # the run's resolved config
 steps_per_s = statistics.median(rates) / batch
 left = t0 + deadline - time.time() - 40  # image loading, start-up, validations
 print(max(100, int(0.95 * steps_per_s * left)))
