@@ -166,13 +166,22 @@ def select_frames(burst: torch.Tensor, count: int) -> torch.Tensor:
     return best.sort(dim=1).values
 
 
-def tile_align(frames: np.ndarray) -> np.ndarray:
+TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (README, "Pre-alignment")
+
+
+def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN) -> np.ndarray:
     """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
     (`burstkpn.baselines.hdrplus.aligned_stack`; for C channels of one burst, one alignment found on their
     mean serves all). Frame 0 is returned unchanged. Local motion that one global shift cannot undo is
-    followed tile by tile: the real-burst path (`burstkpn denoise`) runs it before the model."""
+    followed tile by tile: the real-burst path (`burstkpn denoise`) runs it before the model.
+
+    ``snap_margin``: a tile keeps its frame's rounded global shift unless its own match is better by more
+    than this relative margin (`hdrplus.snap_to_prior`), so that globally moving content is shifted
+    whole, leaving a uniform sub-pixel residual for the model's own global alignment; ``None`` is plain
+    HDR+ tile alignment (each tile its own integer displacement).
+    """
     from burstkpn.baselines.hdrplus import aligned_stack
 
-    aligned = aligned_stack(frames)
+    aligned = aligned_stack(frames, snap_margin=snap_margin)
     aligned[..., 0, :, :] = frames[..., 0, :, :]
     return aligned.astype(np.float32)

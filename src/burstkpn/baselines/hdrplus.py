@@ -186,17 +186,46 @@ def _overlap_add(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.fold(cols, output_size=size, kernel_size=t, stride=t // 2)[:, 0]
 
 
-def aligned_stack(burst: np.ndarray, params: HDRPlusParams = DEFAULT) -> np.ndarray:
+def snap_to_prior(frames: torch.Tensor, disp: torch.Tensor, prior: torch.Tensor, tile: int, margin: float) -> torch.Tensor:
+    """Keep each tile's ``prior`` displacement unless its own match is clearly better.
+
+    frames: (N, H, W) padded; disp: (N, Ty, Tx, 2) from `align_tiles`; prior: (N, 2) int, one
+    displacement per frame (e.g. the rounded global shift). A tile keeps the prior where its L1
+    distance to the reference there is at most ``(1 + margin)`` times the distance at its own best
+    displacement. Under a global translation every tile then shares one integer displacement, so the
+    overlap-add is an exact shift rather than a blend of neighbouring tiles' different roundings
+    (which blurs and ghosts); tiles on independently moving content still follow it.
+    """
+    zero = torch.zeros(1, *disp.shape[1:], dtype=torch.long)
+    ref = gather_tiles(frames[:1], tile, zero)[0]
+    out = disp.clone()
+    for i in range(1, frames.shape[0]):  # frame by frame: memory stays bounded
+        own = (gather_tiles(frames[i : i + 1], tile, disp[i : i + 1])[0] - ref).abs().sum((-2, -1))
+        keep = prior[i].expand_as(disp[i])
+        at_prior = (gather_tiles(frames[i : i + 1], tile, keep[None])[0] - ref).abs().sum((-2, -1))
+        out[i] = torch.where((at_prior <= (1 + margin) * own)[..., None], keep, disp[i])
+    return out
+
+
+def aligned_stack(burst: np.ndarray, params: HDRPlusParams = DEFAULT, snap_margin: float | None = None) -> np.ndarray:
     """Every frame resampled onto the reference by tile alignment: (N, H, W) -> (N, H, W).
 
     For a (C, N, H, W) stack of channels (colour, CFA planes) of one burst, the displacements are
     found once on the channels' mean and applied to every channel. Displaced tiles are windowed and
     overlap-added, so each output pixel blends the (at most four) tile displacements that cover it.
+    ``snap_margin``: if given, tiles whose match is within this relative margin of the frame's rounded
+    global shift (`burstkpn.align.estimate_global_shifts`) take that shift (`snap_to_prior`).
     """
     stack = torch.from_numpy(np.asarray(burst, np.float32))
     channels = stack if stack.ndim == 4 else stack[None]
     guide, (top, left) = _pad_for_tiles(channels.mean(0), params.tile)
     disp = align_tiles(guide, params)
+    if snap_margin is not None and channels.shape[1] > 1:
+        from burstkpn.align import estimate_global_shifts
+
+        # disp = -shift in the project's convention (see `align_tiles`)
+        prior = -estimate_global_shifts(channels.mean(0)[None])[0].round().long()
+        disp = snap_to_prior(guide, disp, prior, params.tile, snap_margin)
     window = raised_cosine(params.tile)
     out = torch.empty_like(channels)
     h, w = channels.shape[-2:]
