@@ -65,7 +65,6 @@ def test_a_subject_moving_at_the_centre_does_not_drag_the_global_shift():
     np.testing.assert_allclose(shifts[0].numpy(), -np.array(background, np.float32), atol=0.3)  # frame i at p shows the reference at p + shift
 
 
-
 def _half_pixel_burst():
     """A textured scene in 4 frames of 128²: global shifts near half a pixel (where each tile's integer
     match is nearly a coin toss between two neighbours) and, in frame 2, a 64² subject moved 4 px further."""

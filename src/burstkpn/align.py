@@ -166,7 +166,7 @@ def select_frames(burst: torch.Tensor, count: int) -> torch.Tensor:
     return best.sort(dim=1).values
 
 
-TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (README, "Pre-alignment")
+TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (scripts/tune_tile_snap.py; README, "Denoising your own bursts")
 
 
 def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN) -> np.ndarray:
