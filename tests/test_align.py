@@ -81,14 +81,9 @@ def _half_pixel_burst():
 
 def _tile_displacements(frames, margin):
     """(N, Ty, Tx, 2) tile displacements of tiles well inside the image, and a mask of the subject's."""
-    from burstkpn.align import estimate_global_shifts
-    from burstkpn.baselines import hdrplus as hp
+    from burstkpn.baselines.hdrplus import tile_displacements
 
-    guide, _ = hp._pad_for_tiles(torch.from_numpy(frames), 16)
-    disp = hp.align_tiles(guide)
-    if margin is not None:
-        prior = -estimate_global_shifts(torch.from_numpy(frames)[None])[0].round().long()
-        disp = hp.snap_to_prior(guide, disp, prior, 16, margin)
+    _, _, disp = tile_displacements(torch.from_numpy(frames), snap_margin=margin)  # 16-px tiles
     inner = disp[:, 2:-2, 2:-2]  # padded tile k covers image pixels 8k - 8 .. 8k + 8; the pad repeats edges
     subject = torch.zeros(inner.shape[1:3], dtype=torch.bool)
     subject[2:11, 2:11] = True  # inner tile j covers image pixels 8j + 8 .. 8j + 24: these touch 32..96

@@ -207,25 +207,34 @@ def snap_to_prior(frames: torch.Tensor, disp: torch.Tensor, prior: torch.Tensor,
     return out
 
 
+def tile_displacements(frames: torch.Tensor, params: HDRPlusParams = DEFAULT, snap_margin: float | None = None):
+    """(N, H, W) -> (frames padded for tiles, their top-left pad, (N, Ty, Tx, 2) tile displacements).
+
+    ``snap_margin``: if given, tiles whose match is within this relative margin of the frame's rounded
+    global shift (`burstkpn.align.estimate_global_shifts`) take that shift (`snap_to_prior`).
+    """
+    padded, origin = _pad_for_tiles(frames, params.tile)
+    disp = align_tiles(padded, params)
+    if snap_margin is not None and frames.shape[0] > 1:
+        from burstkpn.align import estimate_global_shifts
+
+        # disp = -shift in the project's convention (see `align_tiles`)
+        prior = -estimate_global_shifts(frames[None])[0].round().long()
+        disp = snap_to_prior(padded, disp, prior, params.tile, snap_margin)
+    return padded, origin, disp
+
+
 def aligned_stack(burst: np.ndarray, params: HDRPlusParams = DEFAULT, snap_margin: float | None = None) -> np.ndarray:
     """Every frame resampled onto the reference by tile alignment: (N, H, W) -> (N, H, W).
 
     For a (C, N, H, W) stack of channels (colour, CFA planes) of one burst, the displacements are
     found once on the channels' mean and applied to every channel. Displaced tiles are windowed and
     overlap-added, so each output pixel blends the (at most four) tile displacements that cover it.
-    ``snap_margin``: if given, tiles whose match is within this relative margin of the frame's rounded
-    global shift (`burstkpn.align.estimate_global_shifts`) take that shift (`snap_to_prior`).
+    ``snap_margin``: see `tile_displacements`.
     """
     stack = torch.from_numpy(np.asarray(burst, np.float32))
     channels = stack if stack.ndim == 4 else stack[None]
-    guide, (top, left) = _pad_for_tiles(channels.mean(0), params.tile)
-    disp = align_tiles(guide, params)
-    if snap_margin is not None and channels.shape[1] > 1:
-        from burstkpn.align import estimate_global_shifts
-
-        # disp = -shift in the project's convention (see `align_tiles`)
-        prior = -estimate_global_shifts(channels.mean(0)[None])[0].round().long()
-        disp = snap_to_prior(guide, disp, prior, params.tile, snap_margin)
+    guide, (top, left), disp = tile_displacements(channels.mean(0), params, snap_margin)
     window = raised_cosine(params.tile)
     out = torch.empty_like(channels)
     h, w = channels.shape[-2:]
