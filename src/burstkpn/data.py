@@ -8,18 +8,19 @@ each DDP rank asks for its own.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from burstkpn.camera import gamma_expand, sample_white_level, to_grayscale
+
+from burstkpn.camera import gamma_expand, to_grayscale
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import list_images, read_image
-from burstkpn.noise import NoiseRange, add_noise, sample_noise_level
-from burstkpn.synth import BurstConfig, LocalMotion, local_margin, synthesize_burst
+from burstkpn.noise import NoiseRange, sample_noise_level
+from burstkpn.synth import BurstConfig, LocalMotion, local_margin, make_scene, sensor_capture
 
 
 def load_linear_gray(path: str | Path) -> np.ndarray:
@@ -91,10 +92,31 @@ class TrainingDataConfig:
     # alternate frames in random slots (models with variable_frames)
     short_fraction: float = 0.0
     min_frames: int = 1
+    # shares of bursts whose frames line up exactly (the question the paper's motion never asks): "static"
+    # crops the same window for every frame, at a content scale (area downsampling) drawn from
+    # aligned_downsample; "integer" shifts frames by whole pixels (no downsampling, |shift| <= integer_shift)
+    static_fraction: float = 0.0
+    integer_fraction: float = 0.0
+    aligned_downsample: tuple[int, ...] = (1, 2, 4)
+    integer_shift: int = 3
+    # clipping, as a sensor does it: a share of bursts exposed past the sensor's range (white level drawn
+    # from saturated_white_level, above 1) and clipped at 1 after the noise; a share clipped at 0 after
+    # the noise (black-level-subtracted raw). Their target is the clean frame clipped to [0, 1].
+    saturated_fraction: float = 0.0
+    saturated_white_level: tuple[float, float] = (1.0, 6.0)
+    black_clip_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.local_fraction <= 1.0 or not 0.0 <= self.short_fraction <= 1.0:
-            raise BurstKPNError("local_fraction and short_fraction must lie in [0, 1]")
+        shares = (self.local_fraction, self.short_fraction, self.static_fraction, self.integer_fraction,
+                  self.saturated_fraction, self.black_clip_fraction)
+        if not all(0.0 <= f <= 1.0 for f in shares):
+            raise BurstKPNError("local/short/static/integer/saturated/black_clip fractions must lie in [0, 1]")
+        if self.static_fraction + self.integer_fraction + self.local_fraction > 1.0:
+            raise BurstKPNError("static_fraction + integer_fraction + local_fraction must be at most 1")
+        if not self.aligned_downsample or any(d < 1 for d in self.aligned_downsample) or self.integer_shift < 0:
+            raise BurstKPNError("aligned_downsample needs factors >= 1 and integer_shift must be >= 0")
+        if not 1.0 <= self.saturated_white_level[0] <= self.saturated_white_level[1]:
+            raise BurstKPNError(f"saturated_white_level must satisfy 1 <= low <= high, got {self.saturated_white_level}")
         if not 1 <= self.min_frames <= self.burst.frames:
             raise BurstKPNError(f"min_frames must lie in 1..{self.burst.frames}, got {self.min_frames}")
 
@@ -111,7 +133,9 @@ class BurstDataset(Dataset):
 
     Item k is a dict of tensors:
       ``burst`` (N, S, S) noisy linear; ``clean`` (S, S) linear ground truth (same white level);
-      ``sigma_read``, ``sigma_shot``, ``white_level`` () float32; ``shifts`` (N, 2) output pixels;
+      ``sigma_read``, ``sigma_shot``, ``white_level`` () float32 (the data range the loss divides out:
+      the exposure, or 1 for a saturated burst); ``exposure`` () the drawn white level; ``shifts`` (N, 2)
+      output pixels; ``clipped`` () 1 where the frames were clipped (white or black), else 0;
       ``valid`` (N,) float32, 1 for the frames the model may use (all unless ``short_fraction``).
     The length is nominal (the stream is endless): index with any k >= 0.
     """
@@ -130,10 +154,15 @@ class BurstDataset(Dataset):
         cfg = self.cfg
         # extra draws only when a feature is on, so the paper's stream stays what it was
         local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
-        burst = synthesize_burst(image, rng, cfg.burst, cfg.local if local else None)
-        white = sample_white_level(rng, *cfg.white_level)
+        geometry = cfg.burst
+        if not local and cfg.static_fraction + cfg.integer_fraction > 0:
+            geometry = aligned_geometry(cfg, rng)
+        saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
+        exposure = cfg.saturated_white_level if saturated else cfg.white_level
+        scene = make_scene(image, rng, geometry, cfg.local if local else None, exposure)
+        white = scene.white_level
         level = sample_noise_level(rng, cfg.noise)
-        clean_frames = burst.frames * white
+        clean_frames = scene.frames
         valid = np.ones(cfg.burst.frames, np.float32)
         if cfg.short_fraction > 0 and cfg.min_frames < cfg.burst.frames and rng.random() < cfg.short_fraction:
             # the reference plus a random subset of the alternate slots: every slot is missing equally
@@ -141,12 +170,30 @@ class BurstDataset(Dataset):
             # 0.02 of the weight against 0.07-0.09 for frames 3-7 on full bursts)
             n = int(rng.integers(cfg.min_frames, cfg.burst.frames))
             valid[1 + rng.permutation(cfg.burst.frames - 1)[: cfg.burst.frames - n]] = 0
+        black = cfg.black_clip_fraction > 0 and rng.random() < cfg.black_clip_fraction
+        noisy = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
+        clean = np.clip(clean_frames[0], 0.0, 1.0) if saturated else clean_frames[0]
         return {
-            "burst": torch.from_numpy(add_noise(clean_frames, level, rng)),
-            "clean": torch.from_numpy(np.ascontiguousarray(clean_frames[0])),
+            "burst": torch.from_numpy(noisy),
+            "clean": torch.from_numpy(np.ascontiguousarray(clean)),
             "sigma_read": torch.tensor(level.sigma_read, dtype=torch.float32),
             "sigma_shot": torch.tensor(level.sigma_shot, dtype=torch.float32),
-            "white_level": torch.tensor(white, dtype=torch.float32),
-            "shifts": torch.from_numpy(burst.shifts),
+            "white_level": torch.tensor(min(white, 1.0), dtype=torch.float32),
+            "exposure": torch.tensor(white, dtype=torch.float32),
+            "clipped": torch.tensor(float(saturated or black), dtype=torch.float32),
+            "shifts": torch.from_numpy(np.ascontiguousarray(scene.shifts, np.float32)),
             "valid": torch.from_numpy(valid),
         }
+
+
+def aligned_geometry(cfg: TrainingDataConfig, rng: np.random.Generator) -> BurstConfig:
+    """The burst geometry of one training burst under the aligned-motion mix: static (one window for every
+    frame, at a drawn content scale), whole-pixel shifts, or the configured (paper's) motion; one draw."""
+    u = rng.random()
+    if u < cfg.static_fraction:
+        scale = int(cfg.aligned_downsample[int(rng.integers(len(cfg.aligned_downsample)))])
+        return replace(cfg.burst, downsample=scale, small_shift=0, large_shift=0, large_rate=0.0)
+    if u < cfg.static_fraction + cfg.integer_fraction:
+        return replace(cfg.burst, downsample=1, small_shift=cfg.integer_shift, large_shift=cfg.integer_shift,
+                       large_rate=0.0)
+    return cfg.burst

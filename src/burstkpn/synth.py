@@ -144,6 +144,45 @@ def synthesize_burst(
     return SynthBurst(frames=frames, shifts=shifts.astype(np.float32) / cfg.downsample)
 
 
+@dataclass
+class Scene:
+    """One synthetic scene: a clean burst at its exposure and the record of what was drawn.
+
+    frames: (N, S, S) float32 linear, clean, white level applied (``frames[0]`` is the ground truth
+    before any clipping); shifts: (N, 2) (dy, dx) output pixels; white_level: the exposure scale
+    (the sensor sees ``linear * white_level``; above 1 the brightest parts will clip at 1).
+    """
+
+    frames: np.ndarray
+    shifts: np.ndarray
+    white_level: float
+
+
+def make_scene(image: np.ndarray, rng: np.random.Generator, cfg: BurstConfig = BurstConfig(),
+               motion: LocalMotion | None = None, white_level: tuple[float, float] = (0.1, 1.0)) -> Scene:
+    """The one recipe "photo -> clean misaligned burst at an exposure" (training data, test sets, demo,
+    benchmarks): `synthesize_burst`, then a white level drawn log-uniformly from ``white_level``
+    (`camera.sample_white_level`), in that order of draws from ``rng``."""
+    from burstkpn.camera import sample_white_level
+
+    burst = synthesize_burst(image, rng, cfg, motion)
+    white = sample_white_level(rng, *white_level)
+    return Scene(frames=burst.frames * white, shifts=burst.shifts, white_level=white)
+
+
+def sensor_capture(clean: np.ndarray, level, rng: np.random.Generator, clip_white: bool = False,
+                   clip_black: bool = False) -> np.ndarray:
+    """Shot + read noise on clean linear frames (`noise.add_noise`), then what a sensor's range does:
+    ``clip_white`` saturates at 1 (the white level), ``clip_black`` cuts at 0 (black-level-subtracted
+    raw). float32, same shape; with neither flag the noise is left unclipped (the paper's model)."""
+    from burstkpn.noise import add_noise
+
+    noisy = add_noise(clean, level, rng)
+    if clip_white or clip_black:
+        noisy = np.clip(noisy, 0.0 if clip_black else None, 1.0 if clip_white else None)
+    return noisy.astype(np.float32)
+
+
 def _local_motion_crops(image, origin, side, shifts, rng, motion: LocalMotion, downsample: int) -> np.ndarray:
     """High-res crops (N, side, side) under translation + rotation/scale + a moving ellipse.
 

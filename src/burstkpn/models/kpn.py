@@ -65,6 +65,13 @@ class ModelConfig:
     # down-weighted and the others take its share. Equal trust everywhere (g_i = 1/2 at first) changes
     # nothing, so a model grown with it computes what it did before.
     robust_gate: bool = False
+    # Kernel normalisation (KPN only): each pixel's kernels are divided by their sum over frames and taps,
+    # so the output's DC gain is exactly 1 (a flat region keeps its brightness; no kernel-sum jitter).
+    normalize_kernels: bool = False
+    # Blend toward the mean (KPN only): one more head output b in [0, 1] per pixel, and
+    # output = (1 - b)·kernels' output + b·mean of the frames, so a burst whose frames agree can be merged
+    # exactly by the mean (what the kernels only approximate). b = 0 at first (its head weights are zero).
+    mean_blend: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -82,8 +89,9 @@ class ModelConfig:
         for name in ("difference_inputs", "robust_gate"):
             if getattr(self, name) and not self.uses_noise_map:
                 raise BurstKPNError(f"{name} needs the noise map: not available on kpn-blind")
-        if self.robust_gate and self.kind != "kpn":
-            raise BurstKPNError("robust_gate scales predicted kernels: a KPN only")
+        for name in ("robust_gate", "normalize_kernels", "mean_blend"):
+            if getattr(self, name) and self.kind != "kpn":
+                raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
         if self.half_res_output and len(self.widths) < 2:
             raise BurstKPNError("half_res_output needs at least 2 U-Net levels")
 
@@ -142,11 +150,12 @@ class KPN(BurstDenoiser):
       output (B, H, W), per_frame (B, N, H, W) (frame i filtered by its kernel),
       kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps), and with
       ``coarse_scales`` coarse_kernels (B, S, K, K, H, W): output = merged + Σ_s coarse_s ⊛ box_s(merged),
-      where merged is the sum of per_frame.
+      where merged is the sum of per_frame; with ``mean_blend`` blend (B, H, W): the weight b of the
+      frames' mean in the output.
     """
 
     def __init__(self, config: ModelConfig):
-        super().__init__(config, (config.frames + len(config.coarse_scales)) * config.kernel_size**2)
+        super().__init__(config, (config.frames + len(config.coarse_scales)) * config.kernel_size**2 + int(config.mean_blend))
         if config.init == "mean":
             head = self.unet.head
             nn.init.zeros_(head.weight)
@@ -170,16 +179,22 @@ class KPN(BurstDenoiser):
         if self.gate is not None:
             gate = gate_scale(self.gate(burst, noise_map, valid), kernels)
             kernels = kernels * gate.to(kernels.dtype)[:, :, None, None]
+        if self.config.normalize_kernels:
+            kernels = normalize_kernel_sum(kernels)
         output, per_frame = apply_kernels(burst, kernels)
         result = {"per_frame": per_frame, "kernels": kernels}
         if gate is not None:
             result["gate"] = gate
         if self.config.coarse_scales:
-            coarse = raw[:, n * k * k :].reshape(b, len(self.config.coarse_scales), k, k, h, w)
+            coarse = raw[:, n * k * k : (n + len(self.config.coarse_scales)) * k * k].reshape(b, len(self.config.coarse_scales), k, k, h, w)
             merged = output[:, None]
             for j, scale in enumerate(self.config.coarse_scales):
                 output = output + apply_kernels(box_blur(merged, scale), coarse[:, j : j + 1], scale, "replicate")[0]
             result["coarse_kernels"] = coarse
+        if self.config.mean_blend:
+            blend = raw[:, -1].float().clamp(0.0, 1.0)  # clamp, not a sigmoid: exactly 0 (the kernels) at first
+            output = output + blend * (frame_mean(burst, valid) - output)
+            result["blend"] = blend
         return {"output": output, **result}
 
 
@@ -200,10 +215,24 @@ class DPN(BurstDenoiser):
                 valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         output = self.network(burst, noise_map, valid)[:, 0].float()
         if self.config.residual:
-            weights = validity_scale(valid) / burst.shape[1] if valid is not None else None
-            output = output + (burst.float().mean(dim=1) if weights is None
-                               else (burst.float() * weights[:, :, None, None].float()).sum(dim=1))
+            output = output + frame_mean(burst, valid)
         return {"output": output}
+
+
+def frame_mean(burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """burst (B, N, H, W) -> (B, H, W) float32: the mean of the frames (of the valid ones when ``valid`` is given)."""
+    if valid is None:
+        return burst.float().mean(dim=1)
+    weights = validity_scale(valid).to(burst.device) / burst.shape[1]
+    return (burst.float() * weights[:, :, None, None].float()).sum(dim=1)
+
+
+def normalize_kernel_sum(kernels: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+    """kernels (B, N, K, K, H, W) -> the same divided, per pixel, by their sum over frames and taps (floored at
+    ``floor``, so a degenerate sum cannot blow up), in float32: the output's DC gain is 1."""
+    with torch.autocast(kernels.device.type, enabled=False):
+        total = kernels.float().sum(dim=(1, 2, 3), keepdim=True)
+        return kernels.float() / total.clamp(min=floor)
 
 
 def validity_scale(valid: torch.Tensor) -> torch.Tensor:
@@ -282,7 +311,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
     return maps.to(burst.dtype)
 
 
-GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate")
+GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "mean_blend")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
