@@ -81,7 +81,7 @@ def _half_pixel_burst():
 
 def _tile_displacements(frames, margin):
     """(N, Ty, Tx, 2) tile displacements of tiles well inside the image, and a mask of the subject's."""
-    from burstkpn.baselines.hdrplus import tile_displacements
+    from burstkpn.align import tile_displacements
 
     _, _, disp = tile_displacements(torch.from_numpy(frames), snap_margin=margin)  # 16-px tiles
     inner = disp[:, 2:-2, 2:-2]  # padded tile k covers image pixels 8k - 8 .. 8k + 8; the pad repeats edges

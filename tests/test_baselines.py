@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from burstkpn import baselines
-from burstkpn.baselines.hdrplus import align_tiles, aligned_stack, hdrplus
+from burstkpn.align import align_tiles, aligned_stack
+from burstkpn.baselines.hdrplus import hdrplus
 from burstkpn.baselines.vst import anscombe, inverse_anscombe
 from burstkpn.commands.demo import bundled_photo
 from burstkpn.errors import BurstKPNError

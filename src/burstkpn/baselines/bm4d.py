@@ -3,7 +3,7 @@
 The paper's row is VBM4D (Maggioni, Boracchi, Foi & Egiazarian, "Video denoising, deblocking and
 enhancement through separable 4-D nonlocal spatiotemporal transforms", IEEE TIP 2012), which has no
 Python implementation. Here the burst is first aligned to the reference with HDR+ tile alignment
-(`hdrplus.aligned_stack`), then BM4D (Maggioni et al., IEEE TIP 2013; Tampere's ``bm4d`` package,
+(`burstkpn.align.aligned_stack`), then BM4D (Maggioni et al., IEEE TIP 2013; Tampere's ``bm4d`` package,
 non-commercial licence, an optional extra imported lazily) denoises the (H, W, N) volume after the
 generalised Anscombe transform; the reference slice is returned. Simplified against VBM4D: no
 motion-compensated spatio-temporal trajectories, one global alignment stage instead.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from burstkpn.baselines.hdrplus import aligned_stack
+from burstkpn.align import aligned_stack
 from burstkpn.baselines.vst import anscombe, inverse_anscombe
 from burstkpn.noise import NoiseLevel
 

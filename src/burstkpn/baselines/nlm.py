@@ -1,7 +1,7 @@
 """Multi-frame non-local means (Buades, Coll & Morel, CVPR 2005 / "Denoising image sequences does
 not require motion estimation", AVSS 2005), through OpenCV's ``fastNlMeansDenoisingMulti``.
 
-The burst is first aligned to the reference with HDR+ tile alignment (`hdrplus.aligned_stack`) so
+The burst is first aligned to the reference with HDR+ tile alignment (`burstkpn.align.aligned_stack`) so
 that the large misalignments fall inside NLM's search window, stabilised with the generalised
 Anscombe transform (unit noise σ) and scaled to 8 bits, where OpenCV's filter strength ``h`` is set
 to ``H_PER_SIGMA`` noise σ. Simplified: OpenCV's 8-bit implementation (a quantisation step of
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from burstkpn.baselines.hdrplus import aligned_stack
+from burstkpn.align import aligned_stack
 from burstkpn.baselines.vst import anscombe, inverse_anscombe
 from burstkpn.noise import NoiseLevel
 

@@ -357,7 +357,7 @@ def unwrap(model: nn.Module) -> BurstDenoiser:
 
 
 def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: bool = False,
-            valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+            valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Denoise a batch of bursts with the preprocessing the model's config names.
 
     burst (B, n, H, W) linear, noisy; sigma_read, sigma_shot: floats or (B,) tensors.
@@ -368,7 +368,9 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     Returns the model's dict plus ``burst``: the N frames the network saw (pre-aligned if so
     configured, missing ones zero), ``valid`` (B, N) and ``frames`` (B, N) (index of each slot in
     the input, -1 for a missing frame). ``amp``: bf16 autocast around the network (kernels and
-    outputs stay float32).
+    outputs stay float32). ``shifts`` (B, n, 2) (dy, dx): the frames' known shifts (frame i at p shows the
+    reference at p + shift_i, `burstkpn.align`), used by the model's pre-alignment instead of its own
+    estimate (e.g. an oracle, or shifts found once on another channel); only for models that pre-align.
     """
     config = unwrap(model).config
     if not isinstance(burst, torch.Tensor) or burst.ndim != 4:
@@ -377,11 +379,19 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     burst = burst.float()
     b, n = burst.shape[:2]
     frames = torch.arange(n, device=burst.device).expand(b, n)
+    if shifts is not None:
+        if config.prealign == "none":
+            raise BurstKPNError("shifts were given, but this model does not pre-align its frames (prealign = none)")
+        shifts = torch.as_tensor(shifts, dtype=torch.float32, device=burst.device)
+        if shifts.shape != (b, n, 2):
+            raise BurstKPNError(f"shifts must have shape ({b}, {n}, 2), got {tuple(shifts.shape)}")
     if n > config.frames:
         from burstkpn.align import select_frames
 
         frames = select_frames(burst, config.frames)
         burst = burst.gather(1, frames[:, :, None, None].expand(-1, -1, *burst.shape[-2:]))
+        if shifts is not None:
+            shifts = shifts.gather(1, frames[:, :, None].expand(-1, -1, 2))
         n = config.frames
     if n < config.frames and not config.variable_frames:
         raise BurstKPNError(f"this model takes bursts of exactly {config.frames} frames (got {n}); "
@@ -395,7 +405,7 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     if config.prealign != "none":
         from burstkpn.align import align_global
 
-        burst, _ = align_global(burst, integer=config.prealign == "global-integer")
+        burst, _ = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)

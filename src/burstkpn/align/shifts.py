@@ -1,13 +1,12 @@
 """Global burst alignment: sub-pixel phase correlation against the reference, then a bilinear warp.
 
-Shared by the `aligned-average` baseline, the KPN's optional pre-alignment stage and the
-real-burst path. Shift convention (the same as `burstkpn.synth`): frame i at pixel p shows the
+Shared by the `aligned-average` baseline, the KPN's pre-alignment stage (`models.kpn.predict`) and
+the tile alignment's snap (`burstkpn.align.tiles`). Shift convention (the same as `burstkpn.synth`): frame i at pixel p shows the
 reference scene at ``p + shift_i``; aligning resamples frame i at ``p - shift_i``.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -130,15 +129,17 @@ def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor,
     return py.gather(-1, best[..., None])[..., 0], px.gather(-1, best[..., None])[..., 0]
 
 
-def align_global(burst: torch.Tensor, integer: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def align_global(burst: torch.Tensor, integer: bool = False,
+                 shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """burst (B, N, H, W) linear -> (aligned (B, N, H, W), shifts (B, N, 2) (dy, dx) pixels).
 
     Frame i of ``aligned`` is frame i resampled onto the reference; frame 0 is returned unchanged.
     ``integer``: round the shifts to whole pixels, so frames are moved, not interpolated (a bilinear
     warp low-passes each frame; the ≤ 0.5-px residual is left to whatever follows, e.g. a KPN's kernels).
+    ``shifts``: known (B, N, 2) shifts to use instead of estimating them.
     """
     with torch.no_grad():
-        shifts = estimate_global_shifts(burst)
+        shifts = estimate_global_shifts(burst) if shifts is None else shifts.to(burst.device).float()
         if integer:
             shifts = shifts.round()
         aligned = warp_frames(burst, shifts)
@@ -164,24 +165,3 @@ def select_frames(burst: torch.Tensor, count: int) -> torch.Tensor:
     error[:, 0] = -1.0
     best = error.argsort(dim=1)[:, :count]
     return best.sort(dim=1).values
-
-
-TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (scripts/tune_tile_snap.py; README, "Denoising your own bursts")
-
-
-def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN) -> np.ndarray:
-    """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
-    (`burstkpn.baselines.hdrplus.aligned_stack`; for C channels of one burst, one alignment found on their
-    mean serves all). Frame 0 is returned unchanged. Local motion that one global shift cannot undo is
-    followed tile by tile: the real-burst path (`burstkpn denoise`) runs it before the model.
-
-    ``snap_margin``: a tile keeps its frame's rounded global shift unless its own match is better by more
-    than this relative margin (`hdrplus.snap_to_prior`), so that globally moving content is shifted
-    whole, leaving a uniform sub-pixel residual for the model's own global alignment; ``None`` is plain
-    HDR+ tile alignment (each tile its own integer displacement).
-    """
-    from burstkpn.baselines.hdrplus import aligned_stack
-
-    aligned = aligned_stack(frames, snap_margin=snap_margin)
-    aligned[..., 0, :, :] = frames[..., 0, :, :]
-    return aligned.astype(np.float32)

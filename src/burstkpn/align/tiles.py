@@ -1,0 +1,236 @@
+"""HDR+ tile alignment (Hasinoff et al., SIGGRAPH Asia 2016; step by step in Monod, Delon & Veit,
+IPOL 2021), used by the HDR+ merge baseline, the other aligned baselines and the real-burst path.
+
+`align_tiles`: coarse-to-fine on a Gaussian pyramid; at each level every tile of the reference searches
+a small window around the displacement inherited from the coarser level (L2 on coarse levels, L1 on the
+finest, integer displacements). `snap_to_prior` keeps globally moving content on one shift per frame;
+`aligned_stack` / `tile_align` resample every frame onto the reference by windowed overlap-add.
+Everything is vectorised over tiles (and search offsets); Python loops run over levels and frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from burstkpn.align.shifts import estimate_global_shifts
+from burstkpn.errors import BurstKPNError
+
+
+@dataclass(frozen=True)
+class TileAlignParams:
+    """``levels`` runs fine -> coarse: (downsampling factor relative to the previous level, tile size,
+    search radius), the IPOL defaults; ``tile``: the finest level's tile, half-overlapping."""
+
+    tile: int = 16
+    levels: tuple[tuple[int, int, int], ...] = ((1, 16, 1), (2, 16, 4), (4, 16, 4), (4, 8, 4))
+
+
+DEFAULT = TileAlignParams()
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+def tile_origins(length: int, tile: int) -> torch.Tensor:
+    """Tile origins with half overlap: 0, tile/2, ... while a whole tile fits."""
+    return torch.arange(0, max(length - tile, 0) + 1, tile // 2)
+
+
+def gather_tiles(frames: torch.Tensor, tile: int, disp: torch.Tensor) -> torch.Tensor:
+    """Tiles of each frame on the half-overlap grid, each displaced by an integer vector.
+
+    frames: (N, H, W); disp: (N, Ty, Tx, ..., 2) int (dy, dx). Returns (N, Ty, Tx, ..., tile, tile);
+    pixels outside the frame repeat the edge.
+    """
+    n, h, w = frames.shape
+    oy, ox = tile_origins(h, tile), tile_origins(w, tile)
+    extra = disp.ndim - 4  # search-offset dimensions between the grid and (dy, dx)
+    ones = (1,) * extra
+    r = torch.arange(tile)
+    ys = oy.view(len(oy), 1, *ones, 1, 1) + r.view(tile, 1) + disp[..., 0, None, None]
+    xs = ox.view(1, len(ox), *ones, 1, 1) + r.view(1, tile) + disp[..., 1, None, None]
+    ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
+    idx = torch.arange(n).view(n, *(1,) * (ys.ndim - 1))
+    return frames[idx, ys, xs]
+
+
+def _gaussian_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(N, H, W) -> Gaussian blur (σ = factor / 2) then every ``factor``-th pixel."""
+    if factor == 1:
+        return x
+    sigma = factor / 2
+    radius = int(np.ceil(2 * sigma))
+    k = torch.exp(-(torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2) / (2 * sigma**2))
+    k = k / k.sum()
+    y = F.pad(x[:, None], (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(F.conv2d(y, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
+    return y[:, 0, ::factor, ::factor]
+
+
+SEARCH_CHUNK_BYTES = 2**26  # cap on one search step's temporaries (tiles, differences, int64 indices)
+
+
+def _search(level: torch.Tensor, tile: int, radius: int, init: torch.Tensor, norm: int) -> torch.Tensor:
+    """Best integer displacement per tile within ``radius`` of ``init`` (N, Ty, Tx, 2) on one level."""
+    d = torch.arange(-radius, radius + 1)
+    offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # (O, 2)
+    zero = torch.zeros(1, init.shape[1], init.shape[2], 2, dtype=torch.long)
+    ref = gather_tiles(level[:1], tile, zero)[0]  # (Ty, Tx, t, t)
+    step = max(1, SEARCH_CHUNK_BYTES // (24 * ref.numel()))  # offsets per chunk: ~24 bytes per tile pixel and offset
+    best = [init[0]]
+    for i in range(1, level.shape[0]):  # frames one at a time, offsets in chunks: memory stays bounded
+        cand = init[i, :, :, None, :] + offsets  # (Ty, Tx, O, 2)
+        dist = []
+        for s in range(0, len(offsets), step):
+            diff = gather_tiles(level[i : i + 1], tile, cand[None, :, :, s : s + step])[0] - ref[:, :, None]
+            dist.append(diff.abs().sum((-2, -1)) if norm == 1 else diff.square().sum((-2, -1)))
+        pick = torch.cat(dist, -1).argmin(-1)  # (Ty, Tx)
+        best.append(torch.gather(cand, 2, pick[..., None, None].expand(-1, -1, 1, 2))[:, :, 0])
+    return torch.stack(best)
+
+
+def _upsample_disp(disp: torch.Tensor, coarse_tile: int, factor: int, shape: tuple[int, int], tile: int) -> torch.Tensor:
+    """Displacements of a coarse tile grid -> the finer grid of ``shape``: nearest coarse tile, x factor."""
+    out = []
+    for axis, length in enumerate(shape):
+        centres = (tile_origins(length, tile) + tile / 2) / factor
+        idx = torch.round((centres - coarse_tile / 2) / (coarse_tile // 2)).long()
+        out.append(idx.clamp(0, disp.shape[1 + axis] - 1))
+    return disp[:, out[0][:, None], out[1][None, :]] * factor
+
+
+def align_tiles(frames: torch.Tensor, params: TileAlignParams = DEFAULT) -> torch.Tensor:
+    """Coarse-to-fine tile alignment of every frame to frame 0.
+
+    frames: (N, H, W) linear. Returns (N, Ty, Tx, 2) int64 (dy, dx): the tile of the reference at
+    grid origin o (half-overlap grid of ``params.levels[0]`` tiles) is found in frame i at o + disp.
+    With the project's shift convention (frame i at p shows the reference at p + shift_i), a
+    translated frame gives disp = -shift. Frame 0's displacements are zero.
+    """
+    if frames.ndim != 3:
+        raise BurstKPNError(f"expected frames of shape (N, H, W), got {tuple(frames.shape)}")
+    pyramid, factors, levels = [frames.float()], [], []
+    for factor, tile, radius in params.levels:
+        level = _gaussian_downsample(pyramid[-1], factor) if levels else pyramid[0]
+        tile = min(tile, min(level.shape[-2:]) // 2 * 2)  # a small image's coarsest level: one tile
+        if levels and tile < 8:
+            break  # too small to align: start from the previous level
+        if levels:
+            pyramid.append(level)
+        factors.append(factor)
+        levels.append((tile, radius))
+    disp = None
+    for k in range(len(levels) - 1, -1, -1):
+        level, (tile, radius) = pyramid[k], levels[k]
+        grid = (len(tile_origins(level.shape[1], tile)), len(tile_origins(level.shape[2], tile)))
+        if disp is None:
+            disp = torch.zeros(level.shape[0], *grid, 2, dtype=torch.long)
+        else:
+            disp = _upsample_disp(disp, levels[k + 1][0], factors[k + 1], tuple(level.shape[1:]), tile)
+        disp = _search(level, tile, radius, disp, norm=1 if k == 0 else 2)
+    return disp
+
+
+def raised_cosine(tile: int) -> torch.Tensor:
+    """(tile, tile) window; copies shifted by tile/2 sum to one."""
+    x = torch.arange(tile, dtype=torch.float32)
+    w = 0.5 - 0.5 * torch.cos(2 * torch.pi * (x + 0.5) / tile)
+    return w[:, None] * w[None, :]
+
+
+def pad_for_tiles(frames: torch.Tensor, tile: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N, H, W) so that half-overlap tiles cover every pixel twice; returns the top-left pad."""
+    _, h, w = frames.shape
+    half = tile // 2
+    hp, wp = -(-(h + tile) // half) * half, -(-(w + tile) // half) * half
+    pads = (half, wp - w - half, half, hp - h - half)
+    mode = "reflect" if max(pads) < min(h, w) else "replicate"
+    return F.pad(frames[None], pads, mode=mode)[0], (half, half)
+
+
+def overlap_add(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, Ty, Tx, t, t) windowed tiles -> (B, H, W) summed at their half-overlap grid positions."""
+    b, ty, tx, t, _ = tiles.shape
+    cols = tiles.reshape(b, ty * tx, t * t).transpose(1, 2)
+    return F.fold(cols, output_size=size, kernel_size=t, stride=t // 2)[:, 0]
+
+
+def snap_to_prior(frames: torch.Tensor, disp: torch.Tensor, prior: torch.Tensor, tile: int, margin: float) -> torch.Tensor:
+    """Keep each tile's ``prior`` displacement unless its own match is clearly better.
+
+    frames: (N, H, W) padded; disp: (N, Ty, Tx, 2) from `align_tiles`; prior: (N, 2) int, one
+    displacement per frame (e.g. the rounded global shift). A tile keeps the prior where its L1
+    distance to the reference there is at most ``(1 + margin)`` times the distance at its own best
+    displacement. Under a global translation every tile then shares one integer displacement, so the
+    overlap-add is an exact shift rather than a blend of neighbouring tiles' different roundings
+    (which blurs and ghosts); tiles on independently moving content still follow it.
+    """
+    zero = torch.zeros(1, *disp.shape[1:], dtype=torch.long)
+    ref = gather_tiles(frames[:1], tile, zero)[0]
+    out = disp.clone()
+    for i in range(1, frames.shape[0]):  # frame by frame: memory stays bounded
+        own = (gather_tiles(frames[i : i + 1], tile, disp[i : i + 1])[0] - ref).abs().sum((-2, -1))
+        keep = prior[i].expand_as(disp[i])
+        at_prior = (gather_tiles(frames[i : i + 1], tile, keep[None])[0] - ref).abs().sum((-2, -1))
+        out[i] = torch.where((at_prior <= (1 + margin) * own)[..., None], keep, disp[i])
+    return out
+
+
+def tile_displacements(frames: torch.Tensor, params: TileAlignParams = DEFAULT, snap_margin: float | None = None):
+    """(N, H, W) -> (frames padded for tiles, their top-left pad, (N, Ty, Tx, 2) tile displacements).
+
+    ``snap_margin``: if given, tiles whose match is within this relative margin of the frame's rounded
+    global shift (`burstkpn.align.shifts.estimate_global_shifts`) take that shift (`snap_to_prior`).
+    """
+    padded, origin = pad_for_tiles(frames, params.tile)
+    disp = align_tiles(padded, params)
+    if snap_margin is not None and frames.shape[0] > 1:
+        # disp = -shift in the project's convention (see `align_tiles`)
+        prior = -estimate_global_shifts(frames[None])[0].round().long()
+        disp = snap_to_prior(padded, disp, prior, params.tile, snap_margin)
+    return padded, origin, disp
+
+
+def aligned_stack(burst: np.ndarray, params: TileAlignParams = DEFAULT, snap_margin: float | None = None) -> np.ndarray:
+    """Every frame resampled onto the reference by tile alignment: (N, H, W) -> (N, H, W).
+
+    For a (C, N, H, W) stack of channels (colour, CFA planes) of one burst, the displacements are
+    found once on the channels' mean and applied to every channel. Displaced tiles are windowed and
+    overlap-added, so each output pixel blends the (at most four) tile displacements that cover it.
+    ``snap_margin``: see `tile_displacements`.
+    """
+    stack = torch.from_numpy(np.asarray(burst, np.float32))
+    channels = stack if stack.ndim == 4 else stack[None]
+    guide, (top, left), disp = tile_displacements(channels.mean(0), params, snap_margin)
+    window = raised_cosine(params.tile)
+    out = torch.empty_like(channels)
+    h, w = channels.shape[-2:]
+    for c in range(channels.shape[0]):
+        padded = guide if channels.shape[0] == 1 else pad_for_tiles(channels[c], params.tile)[0]
+        for i in range(padded.shape[0]):  # frame by frame: less memory
+            tiles = gather_tiles(padded[i : i + 1], params.tile, disp[i : i + 1]) * window
+            out[c, i] = overlap_add(tiles, tuple(padded.shape[1:]))[0, top : top + h, left : left + w]
+    return (out if stack.ndim == 4 else out[0]).numpy()
+
+
+TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (scripts/tune_tile_snap.py, docs)
+
+
+def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN) -> np.ndarray:
+    """(n, H, W) or (C, n, H, W) -> the same, every frame resampled onto frame 0 by HDR+ tile alignment
+    (`aligned_stack`; for C channels of one burst, one alignment found on their
+    mean serves all). Frame 0 is returned unchanged. Local motion that one global shift cannot undo is
+    followed tile by tile: the real-burst path (`burstkpn denoise`) runs it before the model.
+
+    ``snap_margin``: a tile keeps its frame's rounded global shift unless its own match is better by more
+    than this relative margin (`snap_to_prior`), so that globally moving content is shifted
+    whole, leaving a uniform sub-pixel residual for the model's own global alignment; ``None`` is plain
+    HDR+ tile alignment (each tile its own integer displacement).
+    """
+    aligned = aligned_stack(frames, snap_margin=snap_margin)
+    aligned[..., 0, :, :] = frames[..., 0, :, :]
+    return aligned.astype(np.float32)
