@@ -4,7 +4,7 @@
 
 BEFORE/AFTER/CLEAN: DNG or other camera raw (shown as a quick demosaic, compared as mosaics),
 8-bit PNG/JPEG (sRGB) or 16-bit TIFF/PNG (linear), or for CLEAN a .npy array in the same units as
-the others (what scripts/make_raw_burst.py writes). PSNR is the paper's protocol (`burstkpn.metrics`)
+the others (what scripts/make_burst.py writes). PSNR is the paper's protocol (`burstkpn.metrics`)
 on the whole image. The PNG shows the crops in the order before | after [| clean], 2x enlarged.
 """
 

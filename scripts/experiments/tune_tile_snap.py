@@ -2,7 +2,7 @@
 
     burstkpn synth --images ../shared/data/train/wallpapers24 --out tune-global.npz --gains 1 2 4 --per-image 1 --seed 7
     burstkpn synth --images ../shared/data/train/wallpapers24 --out tune-local.npz --gains 1 2 4 --per-image 1 --seed 7 --motion local
-    python scripts/tune_tile_snap.py src/burstkpn/pretrained/kpn.safetensors tune-global.npz tune-local.npz
+    python scripts/experiments/tune_tile_snap.py src/burstkpn/pretrained/kpn.safetensors tune-global.npz tune-local.npz
 
 Rows: the model on the raw burst (its own global alignment only), then on bursts tile-aligned with each
 margin (``None``: plain HDR+ tile alignment; a huge margin: every tile takes the rounded global shift).

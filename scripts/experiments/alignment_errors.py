@@ -1,6 +1,6 @@
 """How far global alignment lands from the true shifts of a synthetic test set.
 
-    python scripts/alignment_errors.py lomiri13.npz
+    python scripts/experiments/alignment_errors.py lomiri13.npz
 
 Prints, per gain and in all, how many alternate frames `burstkpn.align.estimate_global_shifts` puts more
 than 1 px and more than 3 px (largest of |dy|, |dx|) from the shift the test-set builder drew.

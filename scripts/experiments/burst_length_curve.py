@@ -1,7 +1,7 @@
 """PSNR versus burst length (issue 11): one test set of long bursts, cut to its first N frames.
 
     burstkpn synth --images PHOTOS --out long16.npz --frames 16 --gains 1 4 --per-image 5 --seed 0
-    python scripts/burst_length_curve.py --testset long16.npz --out docs/burst-length
+    python scripts/experiments/burst_length_curve.py --testset long16.npz --out docs/burst-length
 
 Every N in --lengths is the first N frames of the same bursts (the reference is frame 0), so the
 curves differ only by the frames added. Methods: the shipped kpn and kpn-variable (or --model, repeatable), the
@@ -68,7 +68,7 @@ def run(args) -> int:
     scenes = len(np.unique(testset.scene))
     caption = (f"PSNR (dB) versus burst length N on `{Path(args.testset).name}` ({scenes} scenes per gain, "
                f"{testset.noisy.shape[-1]}² px, {testset.meta.get('motion', 'global')} motion; N = the first N frames). "
-               f"Made by `python scripts/burst_length_curve.py --testset {Path(args.testset).name} --out {args.out}`.")
+               f"Made by `python scripts/experiments/burst_length_curve.py --testset {Path(args.testset).name} --out {args.out}`.")
     lines = [caption, ""]
     lines.append("| method | gain | " + " | ".join(f"N={n}" for n in lengths) + " |")
     lines.append("|---|---|" + "---|" * len(lengths))

@@ -1,7 +1,7 @@
 """How much better a model would be with perfect global alignment: its PSNR per gain with the frames
 aligned by its own estimator and by the test set's true shifts (an oracle only a synthetic set has).
 
-    python scripts/oracle_alignment.py lomiri13.npz src/burstkpn/pretrained/kpn.safetensors
+    python scripts/experiments/oracle_alignment.py lomiri13.npz src/burstkpn/pretrained/kpn.safetensors
 
 Rows: the model, own alignment / oracle; the aligned mean of the same frames, own / oracle. Same
 PSNR protocol as `burstkpn evaluate` (`burstkpn.metrics.psnr`).
