@@ -35,9 +35,15 @@ def test_16bit_tiff_is_linear_unless_told(tmp_path):
     np.testing.assert_allclose(encoded.frames[1], gamma_expand(frames[1] / 65535.0), rtol=1e-4)
 
 
+def test_a_single_frame_is_a_burst(tmp_path):
+    frames = write_frames(tmp_path, 1)
+    burst = load_burst([tmp_path])
+    assert burst.frames.shape[0] == 1 and burst.frames.shape[1:3] == frames[0].shape[:2]
+
+
 @pytest.mark.parametrize("case,match", [
     ("sizes", "frames of one burst must match"), ("depths", "mixed bit depths"),
-    ("single", "at least 2 frames"), ("unreadable", "cannot read image"), ("nan", "NaN"),
+    ("unreadable", "cannot read image"), ("nan", "NaN"),
     ("colour", "frames of one burst must match"), ("reference", "out of range"), ("empty", "no images"),
     ("mixed", "mixed formats"),
 ])
@@ -49,8 +55,6 @@ def test_bad_bursts_give_one_line_errors(tmp_path, case, match):
     elif case == "depths":
         write_frames(tmp_path, 2)
         tifffile.imwrite(tmp_path / "f9.tif", np.zeros((12, 16, 3), np.uint16))
-    elif case == "single":
-        write_frames(tmp_path, 1)
     elif case == "unreadable":
         write_frames(tmp_path, 2)
         (tmp_path / "f9.png").write_bytes(b"\x89PNG garbage")

@@ -47,7 +47,7 @@ def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, weigh
     out = read_raw(tmp_path / "out" / "clean.dng")
     ref = read_raw(paths[0])
     assert out.pattern == "GRBG" and out.black_levels == (64, 66, 64, 66) and out.white_level == 4095
-    assert out.noise == ref.noise
+    assert out.noise is None and ref.noise is not None  # the denoised mosaic does not claim the input's noise
     before, after = psnr(ref.mosaic, clean, 1.0), psnr(out.mosaic, clean, 1.0)
     assert after > before + 3, (before, after)
     assert (tmp_path / "out" / "clean.preview.png").is_file() and (tmp_path / "out" / "clean.json").is_file()
@@ -105,7 +105,7 @@ def test_16bit_tiff_gives_16bit_tiff_and_preview(tmp_path, weights):
 
 
 @pytest.mark.parametrize("case,match", [
-    ("single", "at least 2 frames"), ("sizes", "must match"), ("noise", "--noise must be"),
+    ("single", "the model takes 4 frames, the burst has 1"), ("sizes", "must match"), ("noise", "--noise must be"),
     ("short", "the model takes 4 frames"), ("weights", "not a readable safetensors"),
 ])
 def test_bad_input_one_line_error_and_no_output(tmp_path, weights, capsys, case, match):
@@ -137,3 +137,47 @@ def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys, monk
     assert parse_noise("auto") is None and parse_noise("0.01,0.002") == NoiseLevel(0.01, 0.002)
     with pytest.raises(BurstKPNError):
         parse_noise("-1,0")
+
+
+def _gray_burst(folder, n, size=24, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    clean = np.linspace(0.1, 0.8, size * size, dtype=np.float32).reshape(size, size)
+    for i in range(n):
+        iio.imwrite(folder / f"frame{i}.png", linear_to_srgb8(np.clip(add_noise(clean, NoiseLevel(0.02, 0.01), rng), 0, 1)))
+    return clean
+
+
+def test_out_folder_receives_a_file_named_after_the_burst(tmp_path, weights, capsys):
+    _gray_burst(tmp_path / "night_shot", 4)
+    (tmp_path / "results").mkdir()
+    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "results"), "--model", str(weights),
+                 "--quiet"]) == 0
+    assert (tmp_path / "results" / "night_shot.png").is_file()
+    # a folder that does not exist yet, written with a trailing slash, is created and used the same way
+    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "new") + "/", "--model", str(weights),
+                 "--quiet"]) == 0
+    assert (tmp_path / "new" / "night_shot.png").is_file() and not (tmp_path / "new.png").exists()
+
+
+def test_a_changed_suffix_is_announced(tmp_path, weights, capsys):
+    _gray_burst(tmp_path / "b", 4)
+    assert main(["denoise", str(tmp_path / "b"), "-o", str(tmp_path / "out" / "x.jpg"), "--model", str(weights),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "out" / "x.png").is_file() and not (tmp_path / "out" / "x.jpg").exists()
+    assert "written as .png" in out and "x.png" in out and "(not .jpg)" in out
+
+
+def test_a_one_frame_burst_uses_the_variable_length_model(tmp_path, capsys):
+    from burstkpn.weights import shipped_weights
+
+    if "kpn-variable" not in {p.stem for p in shipped_weights()}:
+        pytest.skip("no shipped kpn-variable")
+    clean = _gray_burst(tmp_path / "one", 1, size=32)
+    assert main(["denoise", str(tmp_path / "one"), "-o", str(tmp_path / "one.png"), "--noise", "0.02,0.01", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "kpn-variable" in out and "1 frame(s)" in out
+    result = srgb8_to_linear(iio.imread(tmp_path / "one.png"))
+    reference = srgb8_to_linear(iio.imread(tmp_path / "one" / "frame0.png"))
+    assert psnr(result, clean, 1.0) > psnr(reference, clean, 1.0) + 1  # spatial denoising of the one frame

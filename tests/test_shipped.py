@@ -100,7 +100,7 @@ def test_default_command_takes_short_and_long_bursts(tmp_path, n, capsys):
 
 
 def test_a_shipped_model_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
-    from burstkpn.commands.denoise import resolve_model
+    from burstkpn.weights import resolve_model
 
     monkeypatch.chdir(tmp_path)  # no file called "kpn" here
     model, path = resolve_model("kpn")

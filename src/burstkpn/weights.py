@@ -104,3 +104,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
         raise BurstKPNError(f"{path}: weights do not match the architecture in its config ({first[:160]})") from None
     model.info = meta["info"]
     return model.to(device).eval()
+
+
+def resolve_model(name_or_path: str | Path | None = None, frames: int | None = None,
+                  log=None) -> tuple[BurstDenoiser, Path]:
+    """(model, weights path): ``name_or_path`` (a .safetensors file, or the name of a model shipped with
+    burstkpn, e.g. ``kpn-local``), else the shipped model for a burst of ``frames`` frames
+    (`default_weights`); a one-line error if neither. ``log`` (e.g. ``print``) receives a note when a
+    burst's length picks another shipped model than the default."""
+    path = str(name_or_path) if name_or_path else None
+    if path and not Path(path).exists():
+        path = str({p.stem: p for p in shipped_weights()}.get(path, path))
+    weights = Path(path) if path else default_weights(frames)
+    if weights is None:
+        raise BurstKPNError("no model given and no default model is shipped with this version of burstkpn yet: "
+                            "pass a weights file (see `burstkpn train`)")
+    if not path and weights.stem != DEFAULT_MODEL and log is not None:
+        log(f"note: {frames} frames: using the shipped {weights.stem} model (the default {DEFAULT_MODEL} takes more)")
+    return load_model(weights), weights

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from burstkpn.commands.denoise import resolve_model
+    from burstkpn.weights import resolve_model
 
     check_format(args.format)
     out = check_output_file(args.out)  # fail before the work, not after it

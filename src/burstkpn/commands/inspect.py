@@ -16,7 +16,6 @@ import numpy as np
 
 from burstkpn import inspect, viz
 from burstkpn.align import tile_align
-from burstkpn.commands.denoise import burst_length, prepare_burst, resolve_model
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.metrics import CAPTION, psnr, ssim
@@ -39,35 +38,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma-16bit", action="store_true", help="real bursts: 16-bit inputs are gamma-encoded")
 
 
-def load_input(args, config) -> dict:
-    """The grayscale burst to inspect: frames (N, H, W), noise, and clean/white level when known."""
-    if len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() == ".npz":
-        from burstkpn.testset import load_testset
+def load_testset_burst(args, config) -> dict:
+    """One test-set burst to inspect: frames (N, H, W), noise, clean image and white level."""
+    from burstkpn.testset import load_testset
 
-        ts = load_testset(args.inputs[0])
-        if not 0 <= args.index < len(ts):
-            raise BurstKPNError(f"--index {args.index} is out of range: the test set has {len(ts)} bursts")
-        i = args.index
-        n = ts.noisy.shape[1]
-        if n < config.frames and not config.variable_frames:
-            raise BurstKPNError(f"the model takes {config.frames} frames, the test set's bursts have {n}")
-        burst = ts.noisy[i] if not args.align else tile_align(ts.noisy[i])
-        return {"frames": burst, "noise": NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i])),
-                "clean": ts.clean[i], "white": float(ts.white_level[i]),
-                "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})"}
+    ts = load_testset(args.inputs[0])
+    if not 0 <= args.index < len(ts):
+        raise BurstKPNError(f"--index {args.index} is out of range: the test set has {len(ts)} bursts")
+    i = args.index
+    n = ts.noisy.shape[1]
+    if n < config.frames and not config.variable_frames:
+        raise BurstKPNError(f"the model takes {config.frames} frames, the test set's bursts have {n}")
+    burst = ts.noisy[i] if not args.align else tile_align(ts.noisy[i])
+    return {"frames": burst, "noise": NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i])),
+            "clean": ts.clean[i], "white": float(ts.white_level[i]),
+            "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})"}
+
+
+def load_real(args) -> tuple[dict, object, Path]:
+    """A real burst as `burstkpn denoise` prepares it (`pipeline.prepare`): the plane inspected, its noise, the model."""
+    from burstkpn.commands.denoise import parse_noise
+    from burstkpn.pipeline import prepare
+
     align = True if args.align is None else args.align
-    burst, planes, noise, _ = prepare_burst(args.inputs, args.reference, not args.gamma_16bit, args.noise, "half", config)
+    burst, model, weights, planes, noise, _ = prepare(args.inputs, parse_noise(args.noise), args.model, args.reference,
+                                                      args.gamma_16bit, "half", print)
     plane = " (green channel)" if len(planes) == 3 else " (2x2 Bayer mean)" if burst.kind == "raw" else ""
+    if plane:
+        print(f"inspecting{plane} of a {'colour' if len(planes) == 3 else 'raw'} burst")
     frames = planes[len(planes) // 2]
-    return {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
+    data = {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
             "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}{plane}"}
+    return data, model, weights
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
     testset = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() == ".npz"
-    model, weights = resolve_model(args.model, None if args.model or testset else burst_length(args.inputs))
-    data = load_input(args, model.config)
+    if testset:
+        from burstkpn.weights import resolve_model
+
+        model, weights = resolve_model(args.model)
+        data = load_testset_burst(args, model.config)
+    else:
+        data, model, weights = load_real(args)
     frames, clean = data["frames"], data["clean"]
     if args.crop:
         rows, cols = inspect.parse_crop(args.crop, frames.shape[2], frames.shape[1])

@@ -56,10 +56,9 @@ def burst_paths(inputs: list[str | Path]) -> list[Path]:
 
 
 def load_burst(inputs: list[str | Path], reference: int = 0, linear16: bool = True) -> Burst:
-    """Read one burst (see the module docstring). ``linear16=False``: 16-bit images are gamma-encoded."""
+    """Read one burst (see the module docstring). ``linear16=False``: 16-bit images are gamma-encoded.
+    One frame is a burst too (a variable-length model such as the shipped ``kpn-variable`` takes it)."""
     paths = burst_paths(inputs)
-    if len(paths) < 2:
-        raise BurstKPNError(f"{paths[0]}: a burst needs at least 2 frames, got 1")
     if not -len(paths) <= reference < len(paths):
         raise BurstKPNError(f"reference frame {reference} is out of range for a burst of {len(paths)} frames")
     reference %= len(paths)

@@ -1,0 +1,270 @@
+"""Denoise one real burst: the library call behind ``burstkpn denoise`` (`denoise_burst`).
+
+Pipeline: load and linearise (`io.bursts`, or arrays as given) -> split into the grayscale bursts the
+model denoises (colour: per channel; raw: each CFA plane, or the paper's 2x2 Bayer mean) -> noise level
+(given, the DNG NoiseProfile tag, or estimated from the burst) -> tile by tile (`tiles.run_tiled`):
+HDR+ tile pre-alignment (`align.tile_align`, one alignment for all planes) and the model, so that
+memory stays within the budget at any image size -> a `Denoised` record. Writing files is
+`io.outputs.write_denoised`'s job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.bursts import Burst
+from burstkpn.noise import NoiseLevel
+
+TILE_OVERLAP = 32  # pixels two neighbouring tiles share (blended by `tiles.run_tiled`)
+RAW_MODES = ("full", "half")
+
+
+@dataclass
+class Denoised:
+    """What `denoise_burst` made and decided.
+
+    image: linear float32 — (H, W) grayscale, (H, W, 3) colour, or for raw ``raw_mode="full"`` the
+    denoised (H, W) CFA mosaic (0 = black, 1 = white), ``"half"`` an (H/2, W/2) grayscale image.
+    model: the weights' name; weights: their file; noise / noise_source: the input frames' noise level
+    and where it came from; alignment: the pre-alignment ("hdrplus-tiles" or "none"); tile: tile side
+    in pixels; burst: the loaded input (frames, kind, paths, raw metadata) for writing outputs;
+    planes: the grayscale bursts the model saw, (C, n, H, W) (for reports and inspection).
+    """
+
+    image: np.ndarray
+    model: str
+    weights: Path
+    noise: NoiseLevel
+    noise_source: str
+    alignment: str
+    tile: int
+    seconds: float
+    burst: Burst
+    raw_mode: str = "full"
+    gamma_16bit: bool = False
+    ensemble: bool = False
+    bf16: bool = False
+    planes: np.ndarray | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """The input's kind: "8bit", "16bit", "float", "raw" or "array"."""
+        return self.burst.kind
+
+
+def denoise_burst(burst, noise=None, *, model=None, align: bool = True, reference: int = 0,
+                  tile: int | None = None, memory_gb: float = 2.0, raw_mode: str = "full",
+                  gamma_16bit: bool = False, ensemble: bool = False, bf16: bool | None = None,
+                  progress: bool = False, log: Callable[[str], None] | None = None) -> Denoised:
+    """Denoise one burst and say what was decided.
+
+    burst: a folder, a file list (one burst, sorted by name), or an array of linear frames in [0, 1]:
+      (N, H, W) grayscale or (N, H, W, 3) colour, frame ``reference`` the reference.
+    noise: ``None`` (the DNG NoiseProfile tag, else estimated from the burst), a `NoiseLevel`, or
+      ``(sigma_read, sigma_shot)`` of the input frames in linear [0, 1] units (var = σr² + σs·x).
+    model: a weights file or a shipped model's name (default: the shipped model for the burst's length).
+    align: HDR+ tile pre-alignment of each tile before the model. tile: tile side (default: from
+    ``memory_gb``). raw_mode: "full" (each CFA plane denoised, a mosaic out) or "half" (the 2x2 Bayer
+    mean). gamma_16bit: 16-bit files are gamma-encoded, not linear. ensemble: the mean over the 8
+    flips/rotations (8x the time). bf16: autocast the network (default: where the CPU has native bf16).
+    log: receives one-line notes (noise level, frame count); e.g. ``print``.
+
+    >>> import numpy as np, burstkpn
+    >>> frames = np.full((8, 32, 32), 0.5, np.float32)
+    >>> result = burstkpn.denoise_burst(frames, noise=(0.01, 0.001))
+    >>> result.image.shape, result.alignment
+    ((32, 32), 'hdrplus-tiles')
+    """
+    from burstkpn.tiles import choose_tile
+
+    start = time.perf_counter()
+    notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if log is not None:
+            log(text)
+
+    if raw_mode not in RAW_MODES:
+        raise BurstKPNError(f"raw_mode must be one of {', '.join(RAW_MODES)}, got {raw_mode!r}")
+    if memory_gb <= 0 or (tile is not None and tile < 1):
+        raise BurstKPNError(f"memory_gb and tile must be positive, got {memory_gb}, {tile}")
+    loaded, net, weights, planes, level, source = prepare(burst, noise, model, reference, gamma_16bit, raw_mode, note)
+    h, w = planes.shape[-2:]
+    per_pixel = model_bytes_per_pixel(net.config, planes.shape[1], len(planes))
+    side = tile or choose_tile(h, w, memory_gb * 2**30, per_pixel, TILE_OVERLAP)
+    if bf16 is None:
+        from burstkpn.hardware import native_bf16
+
+        bf16 = native_bf16("cpu")
+    denoised = denoise_planes(net, planes, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble)
+    image = merge_channels(loaded, denoised, raw_mode)
+    return Denoised(image=image, model=weights.stem, weights=weights, noise=level, noise_source=source,
+                    alignment="hdrplus-tiles" if align else "none", tile=side,
+                    seconds=round(time.perf_counter() - start, 2), burst=loaded, raw_mode=raw_mode,
+                    gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), planes=planes, notes=notes)
+
+
+def prepare(burst, noise=None, model=None, reference: int = 0, gamma_16bit: bool = False, raw_mode: str = "full",
+            log: Callable[[str], None] | None = None):
+    """The steps before the network, shared by `denoise_burst` and ``burstkpn inspect``: load the burst,
+    pick the model for its length, split it into grayscale planes and resolve their noise level.
+    Returns (burst, model, weights path, planes (C, n, H, W), NoiseLevel, noise source)."""
+    from burstkpn.weights import resolve_model
+
+    log = log or (lambda text: None)
+    given = as_noise_level(noise)
+    # the model first (cheap, and a missing or broken weights file fails before a large burst is read)
+    net, weights = resolve_model(model, None if model else burst_length(burst), log=log)
+    loaded = load_input(burst, reference, linear16=not gamma_16bit)
+    check_length(len(loaded.frames), net.config, log)
+    planes = split_channels(loaded, raw_mode)
+    level, source = resolve_noise(loaded, planes, given, raw_mode)
+    log(f"noise: sigma_read={level.sigma_read:.4g}, sigma_shot={level.sigma_shot:.4g} ({source})")
+    return loaded, net, weights, planes, level, source
+
+
+def as_noise_level(noise) -> NoiseLevel | None:
+    """None, a `NoiseLevel` or a (sigma_read, sigma_shot) pair -> NoiseLevel or None; a one-line error otherwise."""
+    if noise is None or isinstance(noise, NoiseLevel):
+        return noise
+    try:
+        read, shot = (float(v) for v in noise)
+    except (TypeError, ValueError):
+        raise BurstKPNError(f"noise must be (sigma_read, sigma_shot), got {noise!r}") from None
+    return NoiseLevel(read, shot)
+
+
+def burst_length(burst) -> int | None:
+    """How many frames a burst has, without reading it (None if the inputs are not a burst: loading says why)."""
+    if isinstance(burst, Burst):
+        return len(burst.frames)
+    if isinstance(burst, np.ndarray):
+        return burst.shape[0] if burst.ndim >= 3 else None
+    from burstkpn.io.bursts import burst_paths
+
+    try:
+        return len(burst_paths([burst] if isinstance(burst, (str, Path)) else list(burst)))
+    except (BurstKPNError, TypeError):
+        return None
+
+
+def load_input(burst, reference: int = 0, linear16: bool = True) -> Burst:
+    """Files or a folder (`io.bursts.load_burst`), or an array of linear frames -> a `Burst` (reference first)."""
+    if isinstance(burst, Burst):
+        return burst
+    if isinstance(burst, np.ndarray) or hasattr(burst, "__array__") and not isinstance(burst, (str, Path, list, tuple)):
+        frames = np.asarray(burst)
+        if frames.ndim not in (3, 4) or (frames.ndim == 4 and frames.shape[-1] != 3) or frames.shape[0] < 1:
+            raise BurstKPNError(f"a burst array must be (N, H, W) or (N, H, W, 3), got shape {frames.shape}")
+        if not np.issubdtype(frames.dtype, np.floating):
+            raise BurstKPNError(f"a burst array must hold linear float values in [0, 1], got {frames.dtype}")
+        if not np.isfinite(frames).all():
+            raise BurstKPNError("the burst array contains NaN or Inf values")
+        n = frames.shape[0]
+        if not -n <= reference < n:
+            raise BurstKPNError(f"reference frame {reference} is out of range for a burst of {n} frames")
+        order = [reference % n] + [i for i in range(n) if i != reference % n]
+        return Burst(np.ascontiguousarray(frames[order], np.float32), "array", [])
+    from burstkpn.io.bursts import load_burst
+
+    return load_burst([burst] if isinstance(burst, (str, Path)) else list(burst), reference, linear16=linear16)
+
+
+def check_length(n: int, config, note: Callable[[str], None]) -> None:
+    """Say how a burst of n frames meets a model built for N (see `models.kpn.predict`), or refuse it."""
+    frames = config.frames
+    if n < frames and not config.variable_frames:
+        raise BurstKPNError(f"the model takes {frames} frames, the burst has {n} "
+                            "(a model trained with variable_frames, like the shipped kpn-variable, takes fewer)")
+    if n > frames:
+        note(f"note: the model takes {frames} frames; each tile uses the reference and the {frames - 1} of the "
+             f"other {n - 1} that align best to it")
+    elif n < frames:
+        note(f"note: {n} frame(s); the model takes up to {frames} and marks the {frames - n} missing ones as absent")
+
+
+def split_channels(burst: Burst, raw_mode: str = "full") -> np.ndarray:
+    """The grayscale bursts the model denoises, (C, n, H, W): per colour channel, per CFA plane, or the Bayer mean."""
+    from burstkpn.io.raw import bayer_planes, bayer_to_gray
+
+    if burst.kind == "raw":
+        if raw_mode == "half":
+            return bayer_to_gray(burst.frames)[None]
+        return np.ascontiguousarray(bayer_planes(burst.frames).transpose(1, 0, 2, 3))  # (4, n, H/2, W/2)
+    if burst.is_colour:
+        return np.ascontiguousarray(burst.frames.transpose(3, 0, 1, 2))
+    return burst.frames[None]
+
+
+def merge_channels(burst: Burst, denoised: np.ndarray, raw_mode: str = "full") -> np.ndarray:
+    """Inverse of `split_channels` for the denoised references: (C, H, W) -> the output image."""
+    from burstkpn.io.raw import mosaic_from_planes
+
+    if burst.kind == "raw" and raw_mode == "full":
+        return mosaic_from_planes(np.asarray(denoised))
+    return np.stack(denoised, axis=-1) if len(denoised) > 1 else np.asarray(denoised[0])
+
+
+def resolve_noise(burst: Burst, planes: np.ndarray, given: NoiseLevel | None, raw_mode: str) -> tuple[NoiseLevel, str]:
+    """The noise level of the model's input frames, and where it came from."""
+    from burstkpn.io.raw import gray_noise
+
+    half = burst.kind == "raw" and raw_mode == "half"
+    if given is not None:
+        return (gray_noise(given) if half else given), "given" + (" (halved for the 2x2 Bayer mean)" if half else "")
+    profile = burst.raw_reference.noise if burst.kind == "raw" else None
+    if profile is not None:
+        where = f"DNG NoiseProfile tag of {burst.paths[0].name}"
+        return (gray_noise(profile) if half else profile), where + (", halved for the 2x2 Bayer mean" if half else "")
+    from burstkpn.noise_estimation import estimate_noise
+
+    pooled = planes.reshape(-1, *planes.shape[-2:])  # all channels/planes share one noise model
+    return estimate_noise(pooled), "estimated from the burst (high-pass residual vs intensity)"
+
+
+def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:
+    """A conservative estimate of the memory per pixel of a tile (float32, x2 for safety): the model's
+    inference on one plane plus the alignment of ``planes`` planes of ``frames`` frames (default the model's N)."""
+    k2 = getattr(config, "kernel_size", 1) ** 2
+    activations = sum(4 * w / 4**i for i, w in enumerate(config.widths))  # a few tensors per U-Net level
+    n = max(frames or config.frames, config.frames)
+    alignment = 3 * planes * n + 3 * n + 12  # input, aligned copy, padded guide (float32) + one frame's gather indices
+    kernel_maps = config.frames + len(getattr(config, "coarse_scales", ()))
+    return 2 * 4 * (3 * kernel_maps * k2 + activations + 4 * config.frames) + 2 * 4 * alignment
+
+
+def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,
+                   progress: bool = False, ensemble: bool = False, overlap: int = TILE_OVERLAP) -> np.ndarray:
+    """The grayscale bursts of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
+    their denoised references (C, H, W), tile by tile.
+
+    Each tile is aligned on its own (``align``; one alignment for all planes), so alignment memory
+    scales with the tile, not the image.
+    """
+    from burstkpn.align import tile_align
+    from burstkpn.models.kpn import denoise_array
+    from burstkpn.tiles import run_tiled
+
+    def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
+        part = tile_align(part) if align else part
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
+
+    return run_tiled(one_tile, np.asarray(planes), tile, overlap, progress=progress)
+
+
+def report_frames(frames: np.ndarray, align: bool, side: int = 512) -> np.ndarray:
+    """The centre crop (at most side x side) of one plane as the model sees it, for the report's kernel figures."""
+    from burstkpn.align import tile_align
+
+    h, w = frames.shape[-2:]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = np.ascontiguousarray(frames[:, y : y + side, x : x + side])
+    return tile_align(crop) if align else crop
