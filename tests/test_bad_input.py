@@ -292,8 +292,6 @@ CASES = [
     Case("denoise-model-wants-more-frames", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
                                                                  tiny_weights(t / "w8.safetensors", frames=8)),
          ("the model takes 8 frames",)),
-    Case("denoise-out-is-folder", lambda t, c: denoise([frames(t / "in")[0].parent], (t / "o").mkdir() or t / "o",
-                                                       c["weights"]), ("o", "folder")),
     Case("denoise-out-under-a-file", lambda t, c: denoise([frames(t / "in")[0].parent], regular_file(t / "f") / "out.png",
                                                           c["weights"]), ("f",)),
     Case("denoise-out-in-proc", lambda t, c: denoise([frames(t / "in")[0].parent], Path("/proc/burstkpn-test.png"),
