@@ -127,3 +127,49 @@ def test_tile_aligned_twin_runs_the_model_on_tile_aligned_frames(tmp_path):
     expected = tile_align(burst).mean(axis=0)
     np.testing.assert_allclose(out[4:-4, 4:-4], expected[4:-4, 4:-4], atol=1e-5)
     assert np.abs(expected[8:-8, 8:-8] - burst[0][8:-8, 8:-8]).mean() < 0.2 * np.abs(burst.mean(0) - burst[0]).mean()
+
+
+def test_every_method_gets_its_bursts_own_noise_level(testset_file):
+    """`evaluate` hands each method the burst and *that burst's* (sigma_read, sigma_shot), not swapped, not
+    another row's: a spy method records what it receives."""
+    from burstkpn.evaluate import Method
+    from burstkpn.noise import NoiseLevel
+
+    ts = load_testset(testset_file)
+    seen = []
+
+    def spy(burst, noise):
+        seen.append((burst.copy(), noise))
+        return burst[0]
+
+    ev = evaluate(ts, [Method("spy", spy)], progress=False)
+    order = [r["scene"] for r in ev.per_burst]
+    assert len(seen) == len(ts) == 6 and len(set(order)) == 3
+    assert ts.sigma_read[ts.rows(1)[0]] != ts.sigma_shot[ts.rows(1)[0]]  # a swap would show
+    rows = [int(np.flatnonzero((ts.scene == r["scene"]) & (ts.gain == r["gain"]))[0]) for r in ev.per_burst]
+    for (burst, noise), i in zip(seen, rows):
+        assert noise == NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i]))
+        np.testing.assert_array_equal(burst, ts.noisy[i])
+
+
+def test_a_model_method_sees_the_noise_map_of_each_bursts_level(testset_file, tmp_path):
+    """A weights file as a method, end to end through `evaluate`: the network's noise-map input is
+    sqrt(sigma_read² + sigma_shot·max(reference, 0)) of that burst's level, exactly (a forward pre-hook
+    records it; a mean-initialised model's output alone would not tell)."""
+    from burstkpn.evaluate import model_method
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    ts = load_testset(testset_file)
+    weights = tmp_path / "fresh.safetensors"
+    save_weights(build_model(ModelConfig(frames=ts.noisy.shape[1], widths=(4, 8), convs_per_level=1)), weights)
+    method = model_method(weights)
+    maps = []
+    method.model.register_forward_pre_hook(lambda module, args: maps.append(args[1].clone()))
+    ev = evaluate(ts, [method], progress=False)
+    assert len(maps) == len(ts)
+    for noise_map, r in zip(maps, ev.per_burst):
+        i = int(np.flatnonzero((ts.scene == r["scene"]) & (ts.gain == r["gain"]))[0])
+        want = np.sqrt(ts.sigma_read[i] ** 2 + ts.sigma_shot[i] * np.clip(ts.noisy[i, 0], 0, None))
+        assert noise_map.shape == (1, 1, *want.shape)
+        np.testing.assert_allclose(noise_map[0, 0].numpy(), want, rtol=1e-5)

@@ -88,3 +88,55 @@ def test_wrong_shapes_give_one_line_error(kernel_shape):
     with pytest.raises(BurstKPNError) as info:
         apply_kernels(torch.rand(1, 2, 6, 6), torch.rand(kernel_shape))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("burst_shape, kernel_shape, message", [
+    ((2, 6, 6), (1, 2, 3, 3, 6, 6), "burst must be (B, N, H, W), got shape (2, 6, 6)"),
+    ((1, 2, 6, 6), (1, 2, 3, 3, 6, 7), "kernels must be (B, N, K, K, H, W) = (1, 2, K, K, 6, 6), got (1, 2, 3, 3, 6, 7)"),
+    ((1, 2, 6, 6), (1, 2, 3, 5, 6, 6), "kernels must be (B, N, K, K, H, W) = (1, 2, K, K, 6, 6), got (1, 2, 3, 5, 6, 6)"),
+    ((1, 2, 6, 6), (1, 2, 4, 4, 6, 6), "kernel size must be odd, got 4"),
+])
+def test_shape_errors_say_what_was_expected_and_got(burst_shape, kernel_shape, message):
+    with pytest.raises(BurstKPNError) as info:
+        apply_kernels(torch.rand(burst_shape), torch.rand(kernel_shape))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("dilation, padding", [(0, "zeros"), (-1, "replicate"), (1, "reflect"), (2, "circular")])
+def test_bad_dilation_or_padding_is_a_one_line_error(dilation, padding):
+    with pytest.raises(BurstKPNError) as info:
+        apply_kernels(torch.rand(1, 2, 6, 6), torch.rand(1, 2, 3, 3, 6, 6), dilation, padding)
+    assert str(info.value) == (f"dilation must be >= 1 and padding one of ('zeros', 'replicate'), "
+                               f"got {dilation}, {padding!r}")
+
+
+def test_defaults_are_adjacent_taps_and_zero_padding():
+    g = torch.Generator().manual_seed(2)
+    burst = torch.rand(1, 2, 7, 6, generator=g)
+    kernels = torch.randn(1, 2, 3, 3, 7, 6, generator=g)
+    with torch.no_grad():
+        out, per_frame = apply_kernels(burst, kernels)
+    expected = naive(burst.double().numpy(), kernels.double().numpy())
+    np.testing.assert_allclose(per_frame.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("grad_on, burst_grad, kernels_grad, path", [
+    (False, True, True, "accumulate"),  # inference: never the unfold copies, whatever requires grad
+    (True, False, False, "accumulate"),  # nothing to differentiate
+    (True, False, True, "unfold"),  # training: gradients for the kernels
+    (True, True, False, "unfold"),
+    (True, True, True, "unfold"),
+])
+def test_unfold_only_when_autograd_needs_gradients(monkeypatch, grad_on, burst_grad, kernels_grad, path):
+    import burstkpn.kernels as kernels_module
+
+    used = []
+    for name in ("accumulate", "unfold"):
+        real = getattr(kernels_module, f"_apply_{name}")
+        monkeypatch.setattr(kernels_module, f"_apply_{name}",
+                            lambda *args, real=real, name=name: used.append(name) or real(*args))
+    burst = torch.rand(1, 2, 5, 5, requires_grad=burst_grad)
+    kernels = torch.rand(1, 2, 3, 3, 5, 5, requires_grad=kernels_grad)
+    with torch.set_grad_enabled(grad_on):
+        apply_kernels(burst, kernels)
+    assert used == [path]

@@ -97,3 +97,68 @@ def test_log_reduction_weighs_every_burst_by_its_relative_error():
 def test_unknown_reduction_is_a_clear_error():
     with pytest.raises(BurstKPNError, match="reduction"):
         LossConfig(reduction="sum")
+
+
+def test_to_gamma_computes_in_the_images_dtype_whatever_the_white_levels():
+    x = torch.rand(2, 20, 20)
+    for wl in (torch.tensor([0.5, 1.0], dtype=torch.float64), [0.5, 1.0], 0.5):
+        assert to_gamma(x, wl).dtype == torch.float32
+    torch.testing.assert_close(to_gamma(x, torch.tensor([0.5, 1.0], dtype=torch.float64)),
+                               to_gamma(x, torch.tensor([0.5, 1.0])))
+
+
+def test_border_comes_from_the_config():
+    clean = torch.full((1, 20, 20), 0.25)
+    est = clean.clone()
+    est[0, 1, 1] = 0.5  # inside a 2-px border, outside 1 px
+    assert basic_loss(est, clean, torch.ones(1), LossConfig(border=2)).item() == 0.0
+    assert basic_loss(est, clean, torch.ones(1), LossConfig(border=1)).item() > 0.0
+    assert basic_loss(est, clean, torch.ones(1), LossConfig(border=0)).item() > 0.0
+
+
+def test_a_constant_error_has_no_gradient_term():
+    """ℓ of a uniform offset in gamma space is its L2 alone: the x and y differences of a constant are 0."""
+    clean = torch.full((1, 24, 24), 0.25)
+    est = torch.full((1, 24, 24), 0.5)
+    d = float(srgb_curve(torch.tensor(0.5)) - srgb_curve(torch.tensor(0.25)))
+    assert per_burst_loss(est, clean, torch.ones(1)).item() == pytest.approx(d**2, rel=1e-5)
+
+
+def test_per_burst_losses_do_not_mix_bursts():
+    torch.manual_seed(3)
+    clean = torch.rand(3, 24, 24)
+    est = clean + 0.05 * torch.randn(3, 24, 24) * torch.tensor([1.0, 3.0, 9.0]).reshape(3, 1, 1)
+    wl = torch.tensor([1.0, 0.7, 0.4])
+    together = per_burst_loss(est, clean, wl)
+    alone = torch.cat([per_burst_loss(est[i : i + 1], clean[i : i + 1], wl[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone)
+
+
+def _kpn_result(seed: int = 0):
+    torch.manual_seed(seed)
+    clean = torch.rand(2, 24, 24)
+    per_frame = torch.rand(2, 3, 24, 24) / 3
+    return {"output": per_frame.sum(1), "per_frame": per_frame}, clean, torch.tensor([1.0, 0.5])
+
+
+def test_total_loss_uses_the_config_in_both_terms_and_reports_its_parts():
+    result, clean, wl = _kpn_result()
+    cfg = LossConfig(gradient_weight=0.25, l2_weight=2.0, border=2, beta=0.5, alpha=0.5)  # weight 0.5·0.5^1 < 1
+    loss, parts = total_loss(result, clean, wl, step=1, cfg=cfg)
+    burst = basic_loss(result["output"], clean, wl, cfg)
+    frames = sum(basic_loss(3 * result["per_frame"][:, i], clean, wl, cfg) for i in range(3))
+    assert loss.item() == pytest.approx((burst + 0.25 * frames).item(), rel=1e-5)
+    assert parts == pytest.approx({"loss_burst": burst.item(), "loss_per_frame": frames.item(), "anneal_weight": 0.25},
+                                  rel=1e-5)
+
+
+def test_total_loss_without_per_frame_term_is_the_burst_loss_alone():
+    result, clean, wl = _kpn_result()
+    # annealing off: no per-frame part at all
+    loss, parts = total_loss(result, clean, wl, step=3, cfg=LossConfig(anneal=False))
+    assert loss.item() == pytest.approx(basic_loss(result["output"], clean, wl).item())
+    assert parts == {"loss_burst": pytest.approx(loss.item()), "anneal_weight": 0.0}
+    # a DPN result (no per_frame) while annealing is on
+    loss, parts = total_loss({"output": result["output"]}, clean, wl, step=3)
+    assert loss.item() == pytest.approx(basic_loss(result["output"], clean, wl).item())
+    assert parts == {"loss_burst": pytest.approx(loss.item()), "anneal_weight": pytest.approx(100 * 0.9998**3)}

@@ -46,6 +46,24 @@ def test_untrained_prealigned_kpn_outputs_aligned_mean():
     torch.testing.assert_close(result["burst"], aligned)
 
 
+@pytest.mark.parametrize("kind", ["kpn", "dpn"])
+def test_predict_feeds_the_network_the_noise_std_of_its_noisy_reference(kind):
+    """The noise-map input is sqrt(sigma_read² + sigma_shot·max(frame 0, 0)) per burst of the batch, at exactly
+    that scale (a forward pre-hook records it: a mean-initialised model's output would not tell)."""
+    model = build_model(ModelConfig(**TINY, kind=kind, init="random"))
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    burst = torch.rand(2, 4, 12, 10) * 1.2 - 0.1  # some negative pixels: max(x, 0) in the shot term
+    sigma_read, sigma_shot = torch.tensor([0.02, 0.005]), torch.tensor([0.001, 0.03])
+    with torch.no_grad():
+        predict(model, burst, sigma_read, sigma_shot)
+        predict(model, burst[:1], 0.02, 0.001)  # scalars
+    ref = burst[:, :1].clamp(min=0)
+    want = (sigma_read.view(2, 1, 1, 1) ** 2 + sigma_shot.view(2, 1, 1, 1) * ref).sqrt()
+    torch.testing.assert_close(seen[0], want, rtol=1e-6, atol=0)
+    torch.testing.assert_close(seen[1], want[:1], rtol=1e-6, atol=0)
+
+
 def test_residual_dpn_starts_at_mean_and_direct_dpn_does_not():
     burst = torch.rand(2, 4, 16, 16)
     noise = torch.rand(2, 1, 16, 16)

@@ -65,3 +65,42 @@ def test_invalid_levels_are_rejected():
         NoiseLevel(-1.0, 0.0)
     with pytest.raises(BurstKPNError):
         NoiseLevel(float("nan"), 0.0)
+
+
+def test_all_eight_table_1_constants_are_the_papers():
+    """Table 1 of the paper: (log10 sigma_read, log10 sigma_shot) per gain, and the levels built from them."""
+    table = {1: (-2.2, -2.6), 2: (-1.8, -2.2), 4: (-1.44, -1.8), 8: (-1.07, -1.5)}
+    assert GAIN_LOG10 == table
+    for gain, (log_read, log_shot) in table.items():
+        level = noise_level_for_gain(gain)
+        assert level.sigma_read == pytest.approx(10**log_read, rel=1e-12)
+        assert level.sigma_shot == pytest.approx(10**log_shot, rel=1e-12)
+
+
+def test_unknown_gain_message_lists_the_known_ones():
+    with pytest.raises(BurstKPNError) as info:
+        noise_level_for_gain(3)
+    assert str(info.value) == "unknown gain 3: known gains are 1, 2, 4, 8"
+
+
+def test_zero_noise_is_a_level_and_bad_levels_say_why():
+    assert NoiseLevel(0.0, 0.0) == NoiseLevel(0.0, 0.0)  # a noiseless level is valid (e.g. a clean render)
+    NoiseLevel(0.0, 0.01)
+    NoiseLevel(0.01, 0.0)
+    with pytest.raises(BurstKPNError, match=r"noise level must be finite, got NoiseLevel\(sigma_read=inf"):
+        NoiseLevel(float("inf"), 0.0)
+    with pytest.raises(BurstKPNError, match=r"noise level must be non-negative, got NoiseLevel\(sigma_read=0.0, sigma_shot=-0.1\)"):
+        NoiseLevel(0.0, -0.1)
+
+
+def test_add_noise_is_the_clean_image_plus_std_times_one_normal_draw():
+    """Exactly y + sqrt(var)·z with z the generator's standard normals in order (so a seeded test set is
+    reproducible byte for byte), float32, for float32 and float64 input."""
+    level = NoiseLevel(0.02, 0.01)
+    for dtype in (np.float32, np.float64):
+        clean = np.linspace(-0.1, 1.0, 24, dtype=dtype).reshape(2, 3, 4)
+        noisy = add_noise(clean, level, np.random.default_rng(7))
+        z = np.random.default_rng(7).standard_normal(clean.shape)
+        std = np.sqrt(0.02**2 + 0.01 * np.clip(clean.astype(np.float64), 0, None))
+        assert noisy.dtype == np.float32 and noisy.shape == clean.shape
+        np.testing.assert_array_equal(noisy, (clean + std * z).astype(np.float32))

@@ -258,3 +258,27 @@ def test_ema_run_delivers_its_averaged_weights_and_resumes_them(photo_dir, tmp_p
     resumed = train(cfg, photo_dir, tmp_path / "split", resume=True, progress=False)["model"].state_dict()
     for name, value in final.items():
         assert torch.equal(value, resumed[name]), name
+
+
+def test_the_loop_hands_the_annealed_term_its_own_step(photo_dir, tmp_path, monkeypatch):
+    """Each step's loss gets that step's index (so the per-frame term decays as β·α^t), also after a resume;
+    the logged anneal_weight is the window's mean of β·α^t."""
+    import burstkpn.train as train_module
+    from burstkpn.losses import total_loss
+
+    seen = []
+
+    def spy(result, clean, white_level, step, cfg):
+        seen.append(step)
+        return total_loss(result, clean, white_level, step, cfg)
+
+    monkeypatch.setattr(train_module, "total_loss", spy)
+    cfg = tiny_config(steps=4, log_every=2, val_bursts=0, loss={"alpha": 0.5, "beta": 8.0})
+    train(cfg, photo_dir, tmp_path / "run", progress=False)
+    assert seen == [0, 1, 2, 3]
+    train(tiny_config(steps=6, log_every=2, val_bursts=0, loss={"alpha": 0.5, "beta": 8.0}), photo_dir,
+          tmp_path / "run", resume=True, progress=False)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # steps 1-2: (8 + 4) / 2; steps 3-4: (2 + 1) / 2; steps 5-6: (0.5 + 0.25) / 2
+    assert [(r["step"], r["anneal_weight"]) for r in rows] == [(2, 6.0), (4, 1.5), (6, 0.375)]
