@@ -69,14 +69,15 @@ def frames(folder: Path, n: int = 4, shape=(32, 32), suffix: str = ".png", seed:
 
 
 def float_tiffs(folder: Path, bad: float, n: int = 4) -> Path:
-    """``n`` float32 TIFF frames in [0, 1]; the last one holds ``bad`` in one pixel."""
+    """``n`` float32 TIFF frames in [0, 1] (0.tif, 1.tif, ...); the last one, ``frame_badvalue_{n-1}.tif``,
+    holds ``bad`` in one pixel."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         image = np.full((32, 32), 0.5, np.float32)
         if i == n - 1:
             image[3, 4] = bad
-        tifffile.imwrite(folder / f"{i}.tif", image)
-    return folder / f"{n - 1}.tif"
+        tifffile.imwrite(folder / (f"frame_badvalue_{i}.tif" if i == n - 1 else f"{i}.tif"), image)
+    return folder / f"frame_badvalue_{n - 1}.tif"
 
 
 def truncated(path: Path, keep: float = 0.5) -> Path:
@@ -190,7 +191,7 @@ def jpeg(path: Path) -> Path:
 
 CASES = [
     # synth
-    Case("synth-missing-folder", lambda t, c: synth([t / "nope"], t / "ts.npz"), ("nope",)),
+    Case("synth-missing-folder", lambda t, c: synth([t / "missing_input_7"], t / "ts.npz"), ("missing_input_7",)),
     Case("synth-zero-byte-photo", lambda t, c: synth([photos_plus(t, c, "zero.png", lambda p: p.write_bytes(b""))],
                                                       t / "ts.npz"), ("zero.png", "empty file")),
     Case("synth-truncated-jpeg", lambda t, c: synth([photos_plus(t, c, "cut.jpg", lambda p: truncated(jpeg(p)))],
@@ -206,94 +207,95 @@ CASES = [
     Case("synth-gain-not-a-number", lambda t, c: synth([c["photo_dir"]], t / "ts.npz", "--gains", "high"),
          ("unknown gain", "high")),
     Case("synth-gain-nan", lambda t, c: synth([c["photo_dir"]], t / "ts.npz", "--gains", "nan"), ("unknown gain", "nan")),
-    Case("synth-out-is-folder", lambda t, c: synth([c["photo_dir"]], (t / "o").mkdir() or t / "o"), ("is a folder",)),
-    Case("synth-out-under-a-file", lambda t, c: synth([c["photo_dir"]], regular_file(t / "f") / "ts.npz"), ("f",)),
+    Case("synth-out-is-folder", lambda t, c: synth([c["photo_dir"]], (t / "out_is_folder_7").mkdir() or t / "out_is_folder_7"), ("out_is_folder_7", "is a folder")),
+    Case("synth-out-under-a-file", lambda t, c: synth([c["photo_dir"]], regular_file(t / "plainfile_notdir_7") / "ts.npz"), ("plainfile_notdir_7",)),
     Case("synth-out-in-proc", lambda t, c: synth([c["photo_dir"]], Path("/proc/burstkpn-test.npz")),
          ("/proc/burstkpn-test.npz",)),
     # train
-    Case("train-missing-folder", lambda t, c: train(t / "nope", t / "run"), ("nope",)),
-    Case("train-empty-folder", lambda t, c: train((t / "empty").mkdir() or t / "empty", t / "run"),
-         ("empty", "no images found")),
+    Case("train-missing-folder", lambda t, c: train(t / "missing_input_7", t / "run"), ("missing_input_7",)),
+    Case("train-empty-folder", lambda t, c: train((t / "photos_empty_7").mkdir() or t / "photos_empty_7", t / "run"),
+         ("photos_empty_7", "no images found")),
     Case("train-malformed-toml", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                    (t / "c.toml").write_text("steps = = 3") and t / "c.toml"),
-         ("c.toml", "malformed TOML")),
+                                                    (t / "config_bad_7.toml").write_text("steps = = 3") and t / "config_bad_7.toml"),
+         ("config_bad_7.toml", "malformed TOML")),
     Case("train-toml-not-utf8", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                   (t / "c.toml").write_bytes(b"steps = \xff\xfe\n") and t / "c.toml"),
-         ("c.toml",)),
-    Case("train-config-is-folder", lambda t, c: train(c["photo_dir"], t / "run", "--config", c["photo_dir"]),
-         (lambda c: c["photo_dir"].name,)),
-    Case("train-config-missing", lambda t, c: train(c["photo_dir"], t / "run", "--config", t / "none.toml"),
-         ("none.toml",)),
+                                                   (t / "config_bad_7.toml").write_bytes(b"steps = \xff\xfe\n") and t / "config_bad_7.toml"),
+         ("config_bad_7.toml",)),
+    Case("train-config-is-folder", lambda t, c: train(c["photo_dir"], t / "run", "--config",
+                                                      (t / "config_is_folder_7").mkdir() or t / "config_is_folder_7"),
+         ("config_is_folder_7",)),
+    Case("train-config-missing", lambda t, c: train(c["photo_dir"], t / "run", "--config", t / "config_absent_7.toml"),
+         ("config_absent_7.toml",)),
     Case("train-config-unknown-key", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                        (t / "c.toml").write_text("[model]\nwidht = 3\n") and t / "c.toml"),
+                                                        (t / "config_bad_7.toml").write_text("[model]\nwidht = 3\n") and t / "config_bad_7.toml"),
          ("model.widht",)),
     Case("train-config-bad-value", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                      (t / "c.toml").write_text('[model]\nkind = "gan"\n') and t / "c.toml"),
+                                                      (t / "config_bad_7.toml").write_text('[model]\nkind = "gan"\n') and t / "config_bad_7.toml"),
          ("gan",)),
-    Case("train-out-is-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "run")), ("run",)),
-    Case("train-out-under-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "f") / "run"), ("f",)),
+    Case("train-out-is-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "run_is_a_file_7")), ("run_is_a_file_7",)),
+    Case("train-out-under-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "plainfile_notdir_7") / "run"), ("plainfile_notdir_7",)),
     Case("train-init-foreign-safetensors",
          lambda t, c: train(c["photo_dir"], t / "run", "--init", foreign_safetensors(t / "foreign.safetensors")),
          ("foreign.safetensors", "not a burstkpn weights file")),
     Case("train-resume-corrupt-checkpoint", lambda t, c: _corrupt_run(t, c), ("checkpoint.pt", "unreadable checkpoint")),
     # evaluate
-    Case("evaluate-missing-testset", lambda t, c: evaluate(t / "none.npz", t / "o"), ("none.npz",)),
-    Case("evaluate-truncated-testset", lambda t, c: evaluate(_copy_testset(t, c, truncate=True), t / "o"), ("ts.npz",)),
-    Case("evaluate-image-as-testset", lambda t, c: evaluate(frames(t / "x", 1)[0].rename(t / "img.npz"), t / "o"),
-         ("img.npz",)),
-    Case("evaluate-testset-with-nan", lambda t, c: evaluate(_copy_testset(t, c, nan=True), t / "o"), ("ts.npz", "NaN")),
+    Case("evaluate-missing-testset", lambda t, c: evaluate(t / "testset_absent_7.npz", t / "o"), ("testset_absent_7.npz",)),
+    Case("evaluate-truncated-testset", lambda t, c: evaluate(_copy_testset(t, c, truncate=True), t / "o"), ("testset_copy_7.npz",)),
+    Case("evaluate-image-as-testset", lambda t, c: evaluate(frames(t / "x", 1)[0].rename(t / "image_as_testset_7.npz"), t / "o"),
+         ("image_as_testset_7.npz",)),
+    Case("evaluate-testset-with-nan", lambda t, c: evaluate(_copy_testset(t, c, nan=True), t / "o"), ("testset_copy_7.npz", "NaN")),
     Case("evaluate-weights-other-architecture",
-         lambda t, c: evaluate(c["testset"], t / "o", "--model", other_architecture(t / "w.safetensors")),
-         ("w.safetensors", "do not match")),
+         lambda t, c: evaluate(c["testset"], t / "o", "--model", other_architecture(t / "weights_bad_7.safetensors")),
+         ("weights_bad_7.safetensors", "do not match")),
     Case("evaluate-checkpoint-as-weights", lambda t, c: evaluate(c["testset"], t / "o", "--model", _torch_file(t)),
-         ("ckpt.pt",)),
+         ("checkpoint_as_weights_7.pt",)),
     Case("evaluate-no-methods", lambda t, c: evaluate(c["testset"], t / "o") + ["--methods", ","], ("no methods",)),
-    Case("evaluate-out-under-a-file", lambda t, c: evaluate(c["testset"], regular_file(t / "f") / "o"), ("f",)),
+    Case("evaluate-out-under-a-file", lambda t, c: evaluate(c["testset"], regular_file(t / "plainfile_notdir_7") / "o"), ("plainfile_notdir_7",)),
     # denoise
-    Case("denoise-missing-input", lambda t, c: denoise([t / "nope"], t / "out.png", c["weights"]), ("nope",)),
-    Case("denoise-empty-folder", lambda t, c: denoise([(t / "in").mkdir() or t / "in"], t / "out.png", c["weights"]),
-         ("in", "no images")),
-    Case("denoise-zero-byte-frame", lambda t, c: denoise([burst_plus(t, "9.png", lambda p: p.write_bytes(b""))],
-                                                         t / "out.png", c["weights"]), ("9.png", "empty file")),
-    Case("denoise-truncated-png", lambda t, c: denoise([burst_plus(t, "9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
-                                                       t / "out.png", c["weights"]), ("9.png", "cannot read image")),
-    Case("denoise-truncated-jpeg", lambda t, c: denoise([burst_plus(t, "9.jpg", lambda p: truncated(jpeg(p)))],
-                                                        t / "out.png", c["weights"]), ("9.jpg", "cannot read image")),
-    Case("denoise-text-file-named-png", lambda t, c: denoise([burst_plus(t, "9.png", regular_file)], t / "out.png",
-                                                             c["weights"]), ("9.png", "cannot read image")),
+    Case("denoise-missing-input", lambda t, c: denoise([t / "missing_input_7"], t / "out.png", c["weights"]), ("missing_input_7",)),
+    Case("denoise-empty-folder", lambda t, c: denoise([(t / "burst_empty_7").mkdir() or t / "burst_empty_7"], t / "out.png", c["weights"]),
+         ("burst_empty_7", "no images")),
+    Case("denoise-zero-byte-frame", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", lambda p: p.write_bytes(b""))],
+                                                         t / "out.png", c["weights"]), ("frame_bad_9.png", "empty file")),
+    Case("denoise-truncated-png", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
+                                                       t / "out.png", c["weights"]), ("frame_bad_9.png", "cannot read image")),
+    Case("denoise-truncated-jpeg", lambda t, c: denoise([burst_plus(t, "frame_bad_9.jpg", lambda p: truncated(jpeg(p)))],
+                                                        t / "out.png", c["weights"]), ("frame_bad_9.jpg", "cannot read image")),
+    Case("denoise-text-file-named-png", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", regular_file)], t / "out.png",
+                                                             c["weights"]), ("frame_bad_9.png", "cannot read image")),
     Case("denoise-mixed-bit-depths", lambda t, c: denoise(
-        [burst_plus(t, "9.png", lambda p: iio.imwrite(p, np.zeros((32, 32), np.uint16)))], t / "out.png", c["weights"]),
-         ("9.png", "mixed bit depths")),
+        [burst_plus(t, "frame_bad_9.png", lambda p: iio.imwrite(p, np.zeros((32, 32), np.uint16)))], t / "out.png", c["weights"]),
+         ("frame_bad_9.png", "mixed bit depths")),
     Case("denoise-colour-and-gray", lambda t, c: denoise(
-        [burst_plus(t, "9.png", lambda p: iio.imwrite(p, np.zeros((32, 32, 3), np.uint8)))], t / "out.png", c["weights"]),
-         ("9.png", "must match")),
+        [burst_plus(t, "frame_bad_9.png", lambda p: iio.imwrite(p, np.zeros((32, 32, 3), np.uint8)))], t / "out.png", c["weights"]),
+         ("frame_bad_9.png", "must match")),
     Case("denoise-raw-and-image", lambda t, c: denoise([*frames(t / "in", 3), dng_burst(t / "raw", 1)[0]], t / "out.png",
                                                        c["weights"]), ("frame_00.dng", "mixed formats"), needs="rawpy"),
-    Case("denoise-truncated-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "z.dng"), 0.3)],
-                                                       t / "out.png", c["weights"]), ("z.dng",), needs="rawpy"),
-    Case("denoise-garbage-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), _write(t / "in" / "z.dng", b"II*\x00" + bytes(range(256)) * 8)],
-                                                     t / "out.png", c["weights"]), ("z.dng", "cannot read raw file"), needs="rawpy"),
+    Case("denoise-truncated-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "frame_cut_z.dng"), 0.3)],
+                                                       t / "out.png", c["weights"]), ("frame_cut_z.dng",), needs="rawpy"),
+    Case("denoise-garbage-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), _write(t / "in" / "frame_cut_z.dng", b"II*\x00" + bytes(range(256)) * 8)],
+                                                     t / "out.png", c["weights"]), ("frame_cut_z.dng", "cannot read raw file"), needs="rawpy"),
     Case("denoise-nan-tiff", lambda t, c: denoise([float_tiffs(t / "in", np.nan).parent], t / "out.tif", c["weights"]),
-         ("3.tif", "NaN")),
+         ("frame_badvalue_3.tif", "NaN")),
     Case("denoise-inf-tiff", lambda t, c: denoise([float_tiffs(t / "in", np.inf).parent], t / "out.tif", c["weights"]),
-         ("3.tif", "Inf")),
+         ("frame_badvalue_3.tif", "Inf")),
     Case("denoise-negative-tiff", lambda t, c: denoise([float_tiffs(t / "in", -0.25).parent], t / "out.tif", c["weights"]),
-         ("3.tif", "[0, 1]")),
-    Case("denoise-huge-png-header", lambda t, c: denoise([burst_plus(t, "9.png", huge_png)], t / "out.png", c["weights"]),
-         ("9.png",)),
-    Case("denoise-huge-tiff-header", lambda t, c: denoise([burst_plus(t, "9.tif", huge_tiff)], t / "out.png", c["weights"]),
-         ("9.tif", "header claims")),
+         ("frame_badvalue_3.tif", "[0, 1]")),
+    Case("denoise-huge-png-header", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", huge_png)], t / "out.png", c["weights"]),
+         ("frame_bad_9.png",)),
+    Case("denoise-huge-tiff-header", lambda t, c: denoise([burst_plus(t, "frame_bad_9.tif", huge_tiff)], t / "out.png", c["weights"]),
+         ("frame_bad_9.tif", "header claims")),
     Case("denoise-weights-other-architecture", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
-                                                                    other_architecture(t / "w.safetensors")),
-         ("w.safetensors", "do not match")),
+                                                                    other_architecture(t / "weights_bad_7.safetensors")),
+         ("weights_bad_7.safetensors", "do not match")),
     Case("denoise-foreign-safetensors", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
-                                                             foreign_safetensors(t / "w.safetensors")),
-         ("w.safetensors", "not a burstkpn weights file")),
+                                                             foreign_safetensors(t / "weights_bad_7.safetensors")),
+         ("weights_bad_7.safetensors", "not a burstkpn weights file")),
     Case("denoise-model-wants-more-frames", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
                                                                  tiny_weights(t / "w8.safetensors", frames=8)),
          ("the model takes 8 frames",)),
-    Case("denoise-out-under-a-file", lambda t, c: denoise([frames(t / "in")[0].parent], regular_file(t / "f") / "out.png",
-                                                          c["weights"]), ("f",)),
+    Case("denoise-out-under-a-file", lambda t, c: denoise([frames(t / "in")[0].parent], regular_file(t / "plainfile_notdir_7") / "out.png",
+                                                          c["weights"]), ("plainfile_notdir_7",)),
     Case("denoise-out-in-proc", lambda t, c: denoise([frames(t / "in")[0].parent], Path("/proc/burstkpn-test.png"),
                                                      c["weights"]), ("/proc/burstkpn-test.png",)),
     Case("denoise-negative-tile", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png", c["weights"],
@@ -307,38 +309,38 @@ CASES = [
          ("unknown gain", "3")),
     Case("demo-unknown-method", lambda t, c: ["demo", "--out", str(t / "d"), "--methods", "average,magic",
                                               "--model", str(c["weights"])], ("magic",)),
-    Case("demo-out-under-a-file", lambda t, c: ["demo", "--out", str(regular_file(t / "f") / "d"), "--model",
-                                                str(c["weights"])], ("f",)),
+    Case("demo-out-under-a-file", lambda t, c: ["demo", "--out", str(regular_file(t / "plainfile_notdir_7") / "d"), "--model",
+                                                str(c["weights"])], ("plainfile_notdir_7",)),
     Case("demo-weights-other-architecture", lambda t, c: ["demo", "--out", str(t / "d"), "--model",
-                                                          str(other_architecture(t / "w.safetensors"))],
-         ("w.safetensors", "do not match")),
+                                                          str(other_architecture(t / "weights_bad_7.safetensors"))],
+         ("weights_bad_7.safetensors", "do not match")),
     Case("demo-zero-frames", lambda t, c: ["demo", "--out", str(t / "d"), "--frames", "0", "--model", str(c["weights"])],
          ("frames",)),
     Case("demo-zero-size", lambda t, c: ["demo", "--out", str(t / "d"), "--size", "0", "--model", str(c["weights"])],
          ("size",)),
     # inspect
-    Case("inspect-missing-path", lambda t, c: inspect([t / "nope"], t / "o", c["weights"]), ("nope",)),
-    Case("inspect-truncated-png", lambda t, c: inspect([burst_plus(t, "9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
-                                                       t / "o", c["weights"]), ("9.png",)),
-    Case("inspect-corrupt-dng", lambda t, c: inspect([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "z.dng"), 0.3)],
-                                                     t / "o", c["weights"]), ("z.dng",), needs="rawpy"),
+    Case("inspect-missing-path", lambda t, c: inspect([t / "missing_input_7"], t / "o", c["weights"]), ("missing_input_7",)),
+    Case("inspect-truncated-png", lambda t, c: inspect([burst_plus(t, "frame_bad_9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
+                                                       t / "o", c["weights"]), ("frame_bad_9.png",)),
+    Case("inspect-corrupt-dng", lambda t, c: inspect([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "frame_cut_z.dng"), 0.3)],
+                                                     t / "o", c["weights"]), ("frame_cut_z.dng",), needs="rawpy"),
     Case("inspect-foreign-safetensors", lambda t, c: inspect([frames(t / "in")[0].parent], t / "o",
-                                                             foreign_safetensors(t / "w.safetensors")),
-         ("w.safetensors", "not a burstkpn weights file")),
+                                                             foreign_safetensors(t / "weights_bad_7.safetensors")),
+         ("weights_bad_7.safetensors", "not a burstkpn weights file")),
     Case("inspect-truncated-testset", lambda t, c: inspect([_copy_testset(t, c, truncate=True)], t / "o", c["weights"]),
-         ("ts.npz",)),
-    Case("inspect-out-under-a-file", lambda t, c: inspect([frames(t / "in")[0].parent], regular_file(t / "f") / "o",
-                                                          c["weights"]), ("f",)),
+         ("testset_copy_7.npz",)),
+    Case("inspect-out-under-a-file", lambda t, c: inspect([frames(t / "in")[0].parent], regular_file(t / "plainfile_notdir_7") / "o",
+                                                          c["weights"]), ("plainfile_notdir_7",)),
     # export
-    Case("export-foreign-safetensors", lambda t, c: export(foreign_safetensors(t / "w.safetensors"), t / "m.onnx"),
-         ("w.safetensors", "not a burstkpn weights file"), needs="onnx"),
-    Case("export-weights-other-architecture", lambda t, c: export(other_architecture(t / "w.safetensors"), t / "m.onnx"),
-         ("w.safetensors", "do not match"), needs="onnx"),
-    Case("export-missing-weights", lambda t, c: export(t / "none.safetensors", t / "m.onnx"), ("none.safetensors",)),
+    Case("export-foreign-safetensors", lambda t, c: export(foreign_safetensors(t / "weights_bad_7.safetensors"), t / "m.onnx"),
+         ("weights_bad_7.safetensors", "not a burstkpn weights file"), needs="onnx"),
+    Case("export-weights-other-architecture", lambda t, c: export(other_architecture(t / "weights_bad_7.safetensors"), t / "m.onnx"),
+         ("weights_bad_7.safetensors", "do not match"), needs="onnx"),
+    Case("export-missing-weights", lambda t, c: export(t / "weights_absent_7.safetensors", t / "m.onnx"), ("weights_absent_7.safetensors",)),
     Case("export-unknown-format", lambda t, c: export(c["weights"], t / "m.onnx", "--format", "tflite"),
          ("unknown export format", "tflite")),
-    Case("export-out-is-folder", lambda t, c: export(c["weights"], (t / "o").mkdir() or t / "o"), ("o", "is a folder")),
-    Case("export-out-under-a-file", lambda t, c: export(c["weights"], regular_file(t / "f") / "m.onnx"), ("f",)),
+    Case("export-out-is-folder", lambda t, c: export(c["weights"], (t / "out_is_folder_7").mkdir() or t / "out_is_folder_7"), ("out_is_folder_7", "is a folder")),
+    Case("export-out-under-a-file", lambda t, c: export(c["weights"], regular_file(t / "plainfile_notdir_7") / "m.onnx"), ("plainfile_notdir_7",)),
 ]
 
 
@@ -350,14 +352,14 @@ def _write(path: Path, data: bytes) -> Path:
 def _torch_file(tmp: Path) -> Path:
     import torch
 
-    torch.save({"step": 1, "model": {}}, tmp / "ckpt.pt")
-    return tmp / "ckpt.pt"
+    torch.save({"step": 1, "model": {}}, tmp / "checkpoint_as_weights_7.pt")
+    return tmp / "checkpoint_as_weights_7.pt"
 
 
 def _copy_testset(tmp: Path, ctx: dict, truncate: bool = False, nan: bool = False) -> Path:
     from burstkpn.testset import load_testset, save_testset
 
-    path = tmp / "ts.npz"
+    path = tmp / "testset_copy_7.npz"
     if nan:
         ts = load_testset(ctx["testset"])
         ts.noisy[0, 0, 1, 1] = np.nan

@@ -36,13 +36,13 @@ def test_dataset_statistics(photo_dir):
 
 def test_dataset_skips_unreadable_and_small_files_with_a_warning(photo_dir, tmp_path, capsys):
     (tmp_path / "good.png").write_bytes((photo_dir / "camera.png").read_bytes())
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (tmp_path / "photo_broken_7.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     import imageio.v3 as iio
-    iio.imwrite(tmp_path / "tiny.png", np.zeros((20, 20), np.uint8))
+    iio.imwrite(tmp_path / "photo_tiny_7.png", np.zeros((20, 20), np.uint8))
     ds = BurstDataset(tmp_path, SMALL, progress=False)
     assert [p.name for p in ds.paths] == ["good.png"]
     err = capsys.readouterr().err
-    assert "broken.jpg" in err and "tiny.png" in err
+    assert "photo_broken_7.jpg" in err and "photo_tiny_7.png" in err
 
 
 def test_dataset_with_no_usable_image_is_an_error(tmp_path):

@@ -71,10 +71,10 @@ def test_unknown_method_is_one_line_error(testset_file, tmp_path, capsys):
 
 
 def test_corrupt_testset_is_one_line_error(tmp_path, capsys):
-    bad = tmp_path / "bad.npz"
+    bad = tmp_path / "testset_corrupt_7.npz"
     bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
     err = one_line_error(capsys, ["evaluate", "--testset", str(bad), "--methods", "reference", "--out", str(tmp_path / "o")])
-    assert "bad.npz" in err
+    assert "testset_corrupt_7.npz" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -36,7 +36,7 @@ def test_16_bit_colour_png_keeps_full_precision(tmp_path):
 ])
 def test_bad_files_give_one_line_errors_naming_the_file(case, match, tmp_path):
     import imageio.v3 as iio
-    path = tmp_path / f"{case}.png"
+    path = tmp_path / f"image_{case}_7.png"  # a unique name: only the file itself can match it
     if case == "empty":
         path.write_bytes(b"")
     elif case == "text":
@@ -45,7 +45,7 @@ def test_bad_files_give_one_line_errors_naming_the_file(case, match, tmp_path):
         iio.imwrite(path, np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
         path.write_bytes(path.read_bytes()[:100])
     elif case in ("nan", "negative"):
-        path = tmp_path / f"{case}.tif"
+        path = tmp_path / f"image_{case}_7.tif"
         tifffile.imwrite(path, np.array([[0.5, np.nan if case == "nan" else -0.2]], np.float32))
     with pytest.raises(BurstKPNError, match=match) as info:
         read_image(path)

@@ -118,11 +118,11 @@ def test_synthetic_dng_reads_back_pattern_levels_and_profile(tmp_path, pattern):
 
 def test_corrupt_and_missing_raw_give_one_line_errors(tmp_path):
     _, paths = write_raw_burst(tmp_path, frames=1, size=32)
-    bad = tmp_path / "bad.dng"
+    bad = tmp_path / "raw_truncated_7.dng"
     bad.write_bytes(paths[0].read_bytes()[:200])
-    text = tmp_path / "text.dng"
+    text = tmp_path / "raw_text_7.dng"
     text.write_text("not a raw file")
-    for path, match in ((bad, "cannot read raw"), (text, "cannot read raw"), (tmp_path / "no.dng", "no such file")):
+    for path, match in ((bad, "cannot read raw"), (text, "cannot read raw"), (tmp_path / "raw_absent_7.dng", "no such file")):
         with pytest.raises(BurstKPNError, match=match) as info:
             read_raw(path)
         assert path.name in str(info.value) and "\n" not in str(info.value)

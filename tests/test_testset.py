@@ -54,7 +54,7 @@ def test_builder_rejects_bad_arguments_without_partial_output(case, photo_dir, t
         images = tmp_path / "bad"
         images.mkdir()
         (images / "a.png").write_bytes((photo_dir / "camera.png").read_bytes())
-        (images / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        (images / "photo_garbage_7.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     elif case == "too_large_size":
         extra = ["--size", "4096"]
     elif case == "unknown_gain":
@@ -69,13 +69,13 @@ def test_builder_rejects_bad_arguments_without_partial_output(case, photo_dir, t
     assert not out.exists()
     assert list(tmp_path.glob("*.tmp*")) == []
     if case == "unreadable":
-        assert "b.png" in err
+        assert "photo_garbage_7.png" in err
 
 
 def test_corrupt_testset_is_a_clear_error(tmp_path):
-    bad = tmp_path / "bad.npz"
+    bad = tmp_path / "testset_corrupt_7.npz"
     bad.write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(BurstKPNError, match="bad.npz"):
+    with pytest.raises(BurstKPNError, match=r"testset_corrupt_7\.npz"):
         load_testset(bad)
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(BurstKPNError, match="not a burstkpn test set"):
