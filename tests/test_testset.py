@@ -90,3 +90,54 @@ def test_local_motion_test_set_is_marked_and_reproducible(photo_dir, tmp_path):
     assert not np.array_equal(a.noisy, g.noisy)
     with pytest.raises(BurstKPNError, match="motion"):
         build_testset(photo_dir, gains=[1], size=32, motion="spin", progress=False)
+
+
+def test_aligned_motions_line_frames_up_exactly(photo_dir):
+    """static: every frame is the reference's window; integer: whole-pixel shifts, so the reference's pixels
+    reappear in each frame moved by its (integer) shift; subpixel: no large misalignment."""
+    from burstkpn.synth import make_scene, motion_geometry
+
+    static = build_testset(photo_dir, gains=[1], size=32, motion="static", downsample=2, progress=False)
+    assert np.all(static.shifts == 0) and static.meta["downsample"] == 2
+    image = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    for scale in (1, 2, 4):
+        cfg, _ = motion_geometry("static", frames=8, size=32, downsample=scale)
+        scene = make_scene(image, np.random.default_rng(scale), cfg)
+        assert all(np.array_equal(f, scene.frames[0]) for f in scene.frames[1:])  # the reference's pixels, exactly
+    integer = build_testset(photo_dir, gains=[1], size=32, motion="integer", downsample=4, progress=False)
+    assert np.all(integer.shifts == np.round(integer.shifts)) and np.abs(integer.shifts).max() <= 2
+    assert np.abs(integer.shifts).max() >= 1  # they do move
+
+    cfg, _ = motion_geometry("integer", frames=8, size=32, downsample=4)
+    image = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    scene = make_scene(image, np.random.default_rng(1), cfg)
+    for frame, (dy, dx) in zip(scene.frames[1:], scene.shifts[1:].astype(int)):
+        # frame i at p shows the reference at p + shift: the overlap is bit-identical
+        ref = scene.frames[0]
+        ys, xs = slice(max(0, -dy), 32 - max(0, dy)), slice(max(0, -dx), 32 - max(0, dx))
+        ys2, xs2 = slice(max(0, dy), 32 + min(0, dy)), slice(max(0, dx), 32 + min(0, dx))
+        assert np.array_equal(frame[ys, xs], ref[ys2, xs2])
+    sub = build_testset(photo_dir, gains=[1], size=32, motion="subpixel", progress=False)
+    assert np.abs(sub.shifts).max() <= 2 and sub.meta["motion"] == "subpixel" and sub.meta["large_rate"] == 0
+
+
+def test_exposure_clipping_and_base_iso(photo_dir, tmp_path):
+    ts = build_testset(photo_dir, gains=["base", 4], size=32, white_level=(3.0, 3.0), clip_white=True,
+                       clip_black=True, downsample=1, progress=False)
+    assert ts.gains == [0, 4] and ts.meta["clip"] == ["white", "black"] and ts.meta["white_level"] == [3.0, 3.0]
+    assert np.all(ts.white_level == 1.0) and ts.clean.max() <= 1.0
+    assert ts.noisy.max() == 1.0 and ts.noisy.min() == 0.0
+    saturated = float((ts.noisy == 1.0).mean())
+    assert 0.01 < saturated < 0.95  # the bright parts of a 3x over-exposed photo clip, the rest does not
+    base = ts.rows(0)
+    noise = ts.noisy[base, 0] - ts.clean[base]
+    unclipped = (ts.clean[base] > 0.05) & (ts.clean[base] < 0.5)
+    expected = np.sqrt(0.002**2 + 0.0005 * ts.clean[base][unclipped])
+    assert np.std(noise[unclipped] / expected) == pytest.approx(1.0, abs=0.05)
+    # the same options rebuild the same file, and the CLI spells them
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    for out in (a, b):
+        assert synth(photo_dir, out, "--motion", "static", "--clip", "white", "--white-level", "1,4", "--gains",
+                     "base", "1", "--downsample", "2") == 0
+    assert sha(a) == sha(b)
+    assert synth(photo_dir, tmp_path / "c.npz", "--white-level", "0") == 2

@@ -27,6 +27,9 @@ class BurstConfig:
     large_shift: int = 16  # max |shift| of a largely misaligned frame, output pixels
     large_rate: float = 1.5  # Poisson mean of the large-shift count
     large_divisor: float = 8.0  # p_large = min(Poisson(large_rate) / large_divisor, 1)
+    # shifts in whole output pixels (multiples of the downsampling factor in high-res pixels): frames that
+    # a whole-pixel alignment lines up exactly, at any content scale
+    whole_pixel: bool = False
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -96,8 +99,12 @@ def sample_shifts(rng: np.random.Generator, cfg: BurstConfig) -> np.ndarray:
     shifts = np.zeros((cfg.frames, 2), dtype=np.int64)
     for i in range(1, cfg.frames):
         large = rng.random() < p_large
-        radius = (cfg.large_shift if large else cfg.small_shift) * cfg.downsample
-        shifts[i] = rng.integers(-radius, radius + 1, size=2)
+        if cfg.whole_pixel:
+            radius = cfg.large_shift if large else cfg.small_shift
+            shifts[i] = rng.integers(-radius, radius + 1, size=2) * cfg.downsample
+        else:
+            radius = (cfg.large_shift if large else cfg.small_shift) * cfg.downsample
+            shifts[i] = rng.integers(-radius, radius + 1, size=2)
     return shifts
 
 
@@ -156,6 +163,27 @@ class Scene:
     frames: np.ndarray
     shifts: np.ndarray
     white_level: float
+
+
+MOTIONS = ("global", "local", "static", "integer", "subpixel")
+
+
+def motion_geometry(motion: str, frames: int = 8, size: int = 128, downsample: int = 4) -> tuple[BurstConfig, LocalMotion | None]:
+    """The burst geometry each named motion model draws from (test sets, sweeps):
+    global: the paper's (±2-px shifts, sub-pixel after downsampling, some frames up to ±16 px);
+    local: the paper's plus per-frame rotation/scale and an independently moving object (`LocalMotion`);
+    static: every frame the same window (a tripod, a still scene); integer: ±2 whole output pixels (what a
+    whole-pixel pre-alignment removes exactly); subpixel: the paper's ±2-px shifts without large ones."""
+    if motion not in MOTIONS:
+        raise BurstKPNError(f"unknown motion model {motion!r}: use one of {', '.join(MOTIONS)}")
+    cfg = BurstConfig(frames=frames, size=size, downsample=downsample)
+    if motion == "static":
+        cfg = BurstConfig(frames=frames, size=size, downsample=downsample, small_shift=0, large_shift=0, large_rate=0.0)
+    elif motion == "integer":
+        cfg = BurstConfig(frames=frames, size=size, downsample=downsample, large_shift=2, large_rate=0.0, whole_pixel=True)
+    elif motion == "subpixel":
+        cfg = BurstConfig(frames=frames, size=size, downsample=downsample, large_shift=2, large_rate=0.0)
+    return cfg, (LocalMotion() if motion == "local" else None)
 
 
 def make_scene(image: np.ndarray, rng: np.random.Generator, cfg: BurstConfig = BurstConfig(),

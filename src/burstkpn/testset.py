@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from burstkpn import __version__
-from burstkpn.camera import sample_white_level
 from burstkpn.data import image_paths, load_linear_gray
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import atomic_output
-from burstkpn.noise import add_noise, noise_level_for_gain
-from burstkpn.synth import BurstConfig, LocalMotion, local_margin, synthesize_burst
+from burstkpn.noise import gain_key, noise_level_for_gain
+from burstkpn.synth import local_margin, make_scene, motion_geometry, sensor_capture
 
 FORMAT = "burstkpn-testset"
 VERSION = 1
@@ -74,12 +73,22 @@ def build_testset(
     frames: int = 8,
     motion: str = "global",
     progress: bool = True,
+    downsample: int = 4,
+    white_level: tuple[float, float] = (0.1, 1.0),
+    clip_white: bool = False,
+    clip_black: bool = False,
 ) -> TestSet:
     """Synthesise ``per_image`` scenes from every photo large enough, at every gain.
 
     Photos too small for the protocol's window are skipped and listed in ``meta["skipped"]``;
-    an unreadable photo, an unknown gain or no usable photo is an error. ``motion`` is
-    ``"global"`` (the paper's per-frame translations) or ``"local"`` (`synth.LocalMotion`).
+    an unreadable photo, an unknown gain or no usable photo is an error. ``motion``: one of
+    `synth.MOTIONS` (`synth.motion_geometry`: the paper's "global", "local", "static", "integer",
+    "subpixel"); ``downsample``: the content scale (area downsampling 1, 2 or 4; the paper's is 4);
+    ``white_level``: the exposure range (log-uniform; above 1 the scene is brighter than the sensor's
+    range); ``clip_white`` / ``clip_black``: the noisy frames are clipped at 1 / at 0 after the noise, as a
+    sensor does (the clean frame then holds the scene clipped to [0, 1] and ``white_level`` at most 1, the
+    range metrics divide out). Gains: 1, 2, 4, 8 (the paper's) and "base" (base ISO, stored as 0).
+    Defaults build the same file, byte for byte, as the builder always has.
     """
     from tqdm import tqdm
 
@@ -88,16 +97,18 @@ def build_testset(
     if not gains:
         raise BurstKPNError("at least one gain is needed")
     named = [noise_level_for_gain(g) for g in gains]  # an unknown gain ("3", "high", "nan") is a one-line error
-    gains = [int(float(g)) for g in gains]
+    gains = [gain_key(g) for g in gains]
     levels = dict(zip(gains, named))
     if len(set(gains)) != len(gains):
         raise BurstKPNError(f"gains repeat: {gains}")
-    if motion not in ("global", "local"):
-        raise BurstKPNError(f"unknown motion model {motion!r}: use 'global' or 'local'")
     if frames < 2:
         raise BurstKPNError(f"a burst needs at least 2 frames, got --frames {frames}")
-    cfg = BurstConfig(frames=frames, size=size)
-    local = LocalMotion() if motion == "local" else None
+    if downsample not in (1, 2, 4):
+        raise BurstKPNError(f"downsample (content scale) must be 1, 2 or 4, got {downsample}")
+    low, high = (float(w) for w in white_level)
+    if not 0 < low <= high:
+        raise BurstKPNError(f"white level range must satisfy 0 < low <= high, got {white_level}")
+    cfg, local = motion_geometry(motion, frames, size, downsample)
     window = cfg.window + (2 * cfg.downsample * local_margin(cfg, local) if local else 0)
     paths = image_paths(images)
 
@@ -109,9 +120,8 @@ def build_testset(
             continue
         for c in range(per_image):
             rng = np.random.default_rng([seed, i, c])
-            burst = synthesize_burst(image, rng, cfg, local)
-            white = sample_white_level(rng)
-            scenes.append((i, c, path.name, burst.frames * white, burst.shifts, white))
+            scene = make_scene(image, rng, cfg, local, (low, high))
+            scenes.append((i, c, path.name, scene.frames, scene.shifts, scene.white_level))
     if not scenes:
         raise BurstKPNError(
             f"all {len(paths)} images are smaller than {window} px on the short side, "
@@ -122,8 +132,9 @@ def build_testset(
     for g in gains:
         for s, (i, c, name, frames_clean, shifts, white) in enumerate(scenes):
             rng = np.random.default_rng([seed, i, c, 1, int(g)])
-            noisy = add_noise(frames_clean, levels[g], rng)
-            rows.append((frames_clean[0], noisy, levels[g], white, g, s, shifts, name))
+            noisy = sensor_capture(frames_clean, levels[g], rng, clip_white, clip_black)
+            clean = np.clip(frames_clean[0], 0.0, 1.0) if clip_white else frames_clean[0]
+            rows.append((clean, noisy, levels[g], min(white, 1.0) if clip_white else white, g, s, shifts, name))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -141,6 +152,16 @@ def build_testset(
         "skipped": skipped,
         "space": "linear, white level applied, noise not clipped",
     }
+    # options beyond the paper's protocol are recorded only when used, so default sets stay byte-identical
+    extra = {"white_level": [low, high] if (low, high) != (0.1, 1.0) else None,
+             "clip": ([] + ["white"] * clip_white + ["black"] * clip_black) or None,
+             "whole_pixel": True if cfg.whole_pixel else None,
+             "large_rate": cfg.large_rate if motion in ("static", "integer", "subpixel") else None}
+    meta.update({k: v for k, v in extra.items() if v is not None})
+    if clip_white or clip_black:
+        meta["space"] = (f"linear, white level applied, noisy frames clipped to [{0 if clip_black else '-inf'}, "
+                         f"{1 if clip_white else 'inf'}]" + (", clean clipped to [0, 1], white_level = min(exposure, 1)"
+                                                             if clip_white else ""))
     return TestSet(
         clean=np.stack([r[0] for r in rows]).astype(np.float32),
         noisy=np.stack([r[1] for r in rows]).astype(np.float32),
