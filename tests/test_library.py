@@ -1,0 +1,118 @@
+"""The library surface: `burstkpn.denoise_burst` (the README's Python recipe runs as written), and the
+package's structure (commands are a thin layer nobody below imports; no import cycle)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import burstkpn
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "burstkpn"
+
+
+def test_readme_python_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- test:python -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "README.md must mark exactly one Python recipe with <!-- test:python -->"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    result = namespace["result"]
+    assert isinstance(result, burstkpn.Denoised) and result.image.shape == namespace["frames"].shape[1:]
+    assert result.noise_source == "given" and (result.noise.sigma_read, result.noise.sigma_shot) == (0.01, 0.002)
+    assert result.model == "kpn" and result.alignment == "hdrplus-tiles"
+    assert "(64, 64)" in capsys.readouterr().out
+
+
+def test_help_documents_the_entry_point():
+    doc = burstkpn.denoise_burst.__doc__
+    for word in ("burst:", "noise:", "model:", "align:", "(N, H, W)", "sigma_read"):
+        assert word in doc
+    assert "denoise_burst" in burstkpn.__all__ and "write_denoised" in burstkpn.__all__
+
+
+def test_denoise_burst_hands_the_given_noise_to_the_model_unchanged(monkeypatch):
+    """Wiring: the noise level a user gives reaches `predict` as is, on every plane, and the output is the model's."""
+    import burstkpn.models.kpn as kpn
+
+    seen, original = [], kpn.predict
+
+    def spy(model, burst, sigma_read, sigma_shot, **kwargs):
+        seen.append((float(sigma_read), float(sigma_shot)))
+        return original(model, burst, sigma_read, sigma_shot, **kwargs)
+
+    monkeypatch.setattr(kpn, "predict", spy)
+    rng = np.random.default_rng(0)
+    clean = np.linspace(0.2, 0.6, 48 * 48, dtype=np.float32).reshape(48, 48)
+    frames = np.stack([clean + 0.02 * rng.standard_normal(clean.shape, dtype=np.float32) for _ in range(8)])
+    colour = np.stack([frames * s for s in (0.9, 1.0, 1.1)], axis=-1)
+    result = burstkpn.denoise_burst(colour, noise=(0.02, 0.001), align=False)
+    assert seen == [(0.02, 0.001)] * 3 and result.image.shape == (48, 48, 3)
+    err_in = np.abs(colour[0] - clean[..., None] * np.array([0.9, 1.0, 1.1])).mean()
+    err_out = np.abs(result.image - clean[..., None] * np.array([0.9, 1.0, 1.1])).mean()
+    assert err_out < 0.5 * err_in
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((8, 16), np.float32), "must be \\(N, H, W\\)"),
+    (np.zeros((8, 16, 16), np.uint8), "linear float"),
+    (np.full((8, 16, 16), np.nan, np.float32), "NaN"),
+])
+def test_bad_arrays_are_one_line_errors(bad, match):
+    with pytest.raises(burstkpn.BurstKPNError, match=match):
+        burstkpn.denoise_burst(bad, noise=(0.01, 0.001))
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every import (module level or inside functions) between the package's own modules."""
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "burstkpn":
+                for alias in node.names:  # `from burstkpn import pipeline` imports the submodule
+                    sub = f"{node.module}.{alias.name}"
+                    deps.add(sub if sub in files else node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.split(".")[0] == "burstkpn"}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def test_nothing_below_the_commands_imports_them():
+    offenders = [m for m, deps in _import_graph().items()
+                 if not m.startswith("burstkpn.commands") and m != "burstkpn.cli"
+                 and any(d.startswith("burstkpn.commands") for d in deps)]
+    assert offenders == []
+
+
+def test_no_import_cycle_among_the_package_modules():
+    graph = _import_graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], " ; ".join(" -> ".join(c) for c in cycles)
