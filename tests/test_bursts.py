@@ -81,3 +81,27 @@ def test_bad_bursts_give_one_line_errors(tmp_path, case, match):
     assert "\n" not in str(info.value)
     if case in OFFENDING:
         assert OFFENDING[case] in str(info.value)
+
+
+def test_portrait_phone_burst_is_upright_and_keeps_the_reference_metadata(tmp_path):
+    """Frames stored sideways with EXIF Orientation 6 (how phones save portrait photos) load portrait, can
+    mix with a frame stored upright, and the burst carries the reference's EXIF and ICC profile."""
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    stored = np.zeros((12, 16, 3), np.uint8)
+    stored[:3] = 200  # the top of the stored frame: the right edge of the portrait picture
+    exif = Image.Exif()
+    exif[274] = 6
+    exif[271] = "PhoneMake"
+    for i in range(3):
+        Image.fromarray(stored).save(tmp_path / f"f{i}.jpg", exif=exif, icc_profile=icc, quality=95)
+    Image.fromarray(np.rot90(stored, -1).copy()).save(tmp_path / "f3.jpg", quality=95)  # already upright, no EXIF
+    burst = load_burst([tmp_path], reference=1)
+    assert burst.frames.shape == (4, 16, 12, 3)
+    assert burst.frames[:, :, -3:].mean() > 0.4 and burst.frames[:, :, :6].mean() < 0.05
+    assert burst.icc_profile == icc
+    kept = Image.Exif()
+    kept.load(burst.exif)
+    assert kept[274] == 1 and kept[271] == "PhoneMake"
+    assert load_burst([tmp_path], reference=3).exif is None  # the reference's own metadata, not another frame's

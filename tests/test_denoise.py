@@ -181,3 +181,38 @@ def test_a_one_frame_burst_uses_the_variable_length_model(tmp_path, capsys):
     result = srgb8_to_linear(iio.imread(tmp_path / "one.png"))
     reference = srgb8_to_linear(iio.imread(tmp_path / "one" / "frame0.png"))
     assert psnr(result, clean, 1.0) > psnr(reference, clean, 1.0) + 1  # spatial denoising of the one frame
+
+
+def test_portrait_phone_jpegs_come_out_portrait_with_their_icc_profile_and_exif(tmp_path, capsys):
+    """Issue 21: phone JPEGs stored landscape with EXIF Orientation 6 are portrait photos. The denoised PNG is
+    portrait (upright content) and carries the reference's ICC profile (iCCP) and EXIF (eXIf, Orientation 1)."""
+    from PIL import Image, ImageCms
+
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    model = tmp_path / "portrait-tiny.safetensors"  # a mean-initialised 4-frame KPN, built here
+    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), model)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90° clockwise to display
+    exif[271] = "PortraitPhone"
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"
+    stored = np.full((40, 56, 3), 60, np.uint8)  # landscape as stored: 56 wide, 40 high
+    stored[:8] = 230  # the stored top: the right edge once upright
+    rng = np.random.default_rng(5)
+    (tmp_path / "portrait").mkdir()
+    for i in range(4):
+        noisy = np.clip(stored + rng.normal(0, 4, stored.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(tmp_path / "portrait" / f"IMG_{i:04d}.jpg", exif=exif, icc_profile=icc, quality=95)
+    assert main(["denoise", str(tmp_path / "portrait"), "-o", str(tmp_path / "out.png"), "--model", str(model),
+                 "--quiet"]) == 0
+    with Image.open(tmp_path / "out.png") as out:
+        out.load()
+        pixels = np.asarray(out)
+        assert out.size == (40, 56) and pixels.shape == (56, 40, 3)  # portrait: 40 wide, 56 high
+        assert pixels[:, -6:].mean() > 200 and pixels[:, :30].mean() < 90  # bright on the right, as displayed
+        assert out.info.get("icc_profile") == icc
+        kept = out.getexif()
+        assert kept.get(274, 1) == 1 and kept[271] == "PortraitPhone"
+        assert kept.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"

@@ -3,6 +3,8 @@
 Frames are sorted by file name; the chosen reference is moved to index 0 (the models' convention).
 8-bit images are linearised as in training (`burstkpn.camera.gamma_expand`); 16-bit and float
 images are taken as linear unless told otherwise; raw files become [0, 1] mosaics (`io.raw`).
+Image frames are turned upright by their EXIF Orientation (`io.images.read_image`), so a portrait
+phone burst is portrait; the reference's EXIF and ICC profile ride along on the `Burst`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ class Burst:
     """frames: (N, H, W) or (N, H, W, 3) float32 linear, reference first; for raw, (N, H, W) mosaics.
 
     kind: "8bit", "16bit", "float" or "raw"; paths: in frame order (reference first);
-    raw_reference: the reference frame's `RawFrame` (levels, pattern, NoiseProfile) for raw bursts.
+    raw_reference: the reference frame's `RawFrame` (levels, pattern, NoiseProfile) for raw bursts;
+    exif, icc_profile: the reference image's EXIF (Orientation reset to 1: frames are upright) and
+    ICC profile, for the output to carry (`io.images.LoadedImage`).
     """
 
     frames: np.ndarray
     kind: str
     paths: list[Path]
     raw_reference: RawFrame | None = None
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
 
     @property
     def is_colour(self) -> bool:
@@ -83,7 +89,7 @@ def _load_images(paths: list[Path], linear16: bool) -> Burst:
     kind = {8: "8bit", 16: "16bit", 32: "float"}[first.bit_depth]
     if kind == "8bit" or (kind == "16bit" and not linear16):
         stack = gamma_expand(stack)
-    return Burst(stack.astype(np.float32), kind, paths)
+    return Burst(stack.astype(np.float32), kind, paths, exif=first.exif, icc_profile=first.icc_profile)
 
 
 def _load_raw(paths: list[Path]) -> Burst:

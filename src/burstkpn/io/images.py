@@ -1,4 +1,9 @@
-"""Reading images with clear errors, and writing any output atomically (temp file + rename)."""
+"""Reading images with clear errors, and writing any output atomically (temp file + rename).
+
+`read_image` returns pixels the way a viewer shows them: an EXIF Orientation (portrait phone photos are
+stored sideways with Orientation 6 or 8) is applied, and the source's EXIF (Orientation then reset to 1)
+and ICC profile are kept on the `LoadedImage`, for `write_png` to embed in an 8-bit output.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,24 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MAX_PIXELS = 200_000_000  # refuse headers claiming more than this per frame
 
 
+ORIENTATION = 274  # the EXIF/TIFF Orientation tag
+
+
 @dataclass
 class LoadedImage:
-    """pixels: (H, W) or (H, W, 3) float32 in [0, 1]; bit_depth: 8, 16 or 32 (float)."""
+    """pixels: (H, W) or (H, W, 3) float32 in [0, 1], in display orientation; bit_depth: 8, 16 or 32 (float).
+
+    orientation: the file's EXIF/TIFF Orientation (1-8), already applied to ``pixels``; exif: the file's
+    EXIF block (``b"Exif\\0\\0..."``, Orientation reset to 1 since the pixels are upright) or None;
+    icc_profile: the embedded ICC profile's bytes or None.
+    """
 
     pixels: np.ndarray
     bit_depth: int
     path: Path
+    orientation: int = 1
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -39,7 +55,8 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> LoadedImage:
-    """Decode a PNG/JPEG/TIFF/BMP into float32 [0, 1]; alpha dropped, gray-as-RGB kept as RGB.
+    """Decode a PNG/JPEG/TIFF/BMP into float32 [0, 1]; alpha dropped, gray-as-RGB kept as RGB; turned
+    upright by its EXIF/TIFF Orientation, with its EXIF and ICC profile kept (see `LoadedImage`).
 
     Raises `BurstKPNError` naming the file for anything unreadable: missing, empty, truncated,
     not an image, absurd dimensions, unsupported dtype, NaN/Inf or out-of-range float values.
@@ -54,14 +71,77 @@ def read_image(path: str | Path) -> LoadedImage:
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             raw = _read_tiff(path)
+            orientation, exif, icc = _tiff_metadata(path)
         else:
             raw = _read_pillow(path)
+            orientation, exif, icc = _pillow_metadata(path)
     except BurstKPNError:
         raise
-    except Exception as exc:  # decoders raise many types; the user needs the file and the reason
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types; the user needs the file and the reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BurstKPNError(f"{path}: cannot read image ({reason})") from None
-    return _to_float(raw, path)
+    image = _to_float(raw, path)
+    image.pixels = np.ascontiguousarray(orient(image.pixels, orientation))
+    image.orientation, image.exif, image.icc_profile = orientation, exif, icc
+    return image
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels (H, W[, C]) -> as displayed under an EXIF Orientation (1-8; others leave them as
+    stored), the transforms of Pillow's ``ImageOps.exif_transpose``: 6 turns a sideways portrait
+    photo 90° clockwise, 8 counter-clockwise, 3 by 180°; 2, 4, 5, 7 mirror."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return np.rot90(pixels, 2).swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
+
+
+def _orientation(value) -> int:
+    try:
+        value = int(value[0] if isinstance(value, (tuple, list)) else value)
+    except (TypeError, ValueError, IndexError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _pillow_metadata(path: Path) -> tuple[int, bytes | None, bytes | None]:
+    """(Orientation, EXIF with Orientation reset to 1, ICC profile) of a PNG/JPEG/BMP; a broken EXIF
+    block is ignored (the pixels were readable, so the image still is)."""
+    from PIL import Image
+
+    icc = None
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile") or None
+            exif = im.getexif()
+            orientation = _orientation(exif.get(ORIENTATION, 1))
+            if ORIENTATION in exif:
+                exif[ORIENTATION] = 1
+            return orientation, (exif.tobytes() if len(exif) else None), icc
+    except Exception:  # noqa: BLE001 - a malformed EXIF block: keep the pixels (as stored) and the profile, drop the EXIF
+        return 1, None, icc
+
+
+def _tiff_metadata(path: Path) -> tuple[int, None, bytes | None]:
+    """(Orientation, None, ICC profile) of a TIFF (its EXIF is not carried: TIFF inputs give TIFF outputs)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        orientation = _orientation(tags[ORIENTATION].value) if ORIENTATION in tags else 1
+        icc = tags[34675].value if 34675 in tags else None  # InterColorProfile
+    return orientation, None, (bytes(icc) if icc else None)
 
 
 def _png_header(path: Path) -> tuple[int, int] | None:
@@ -200,8 +280,16 @@ def atomic_output(path: str | Path):
             os.unlink(tmp)
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8/uint16 (H, W) or (H, W, 3) array as PNG, atomically."""
+def write_png(path: str | Path, image: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write a uint8/uint16 (H, W) or (H, W, 3) array as PNG, atomically; an 8-bit image can carry an
+    ICC profile (iCCP chunk) and an EXIF block (eXIf chunk), e.g. the source photo's (`LoadedImage`)."""
+    if image.dtype == np.uint8 and (icc_profile or exif):
+        from PIL import Image
+
+        options = {k: v for k, v in (("icc_profile", icc_profile), ("exif", exif)) if v}
+        with atomic_output(path) as tmp:
+            Image.fromarray(image).save(tmp, format="PNG", **options)
+        return
     import imageio.v3 as iio
 
     with atomic_output(path) as tmp:

@@ -107,9 +107,11 @@ def _write_images(main: Path, result, before: bool) -> list[Path]:
         return [main, preview_path] + ([before_path] if before else [])
     reference = bayer_to_gray(burst.frames[0]) if burst.kind == "raw" else burst.frames[0]
     if burst.kind == "8bit":
-        write_png(main, linear_to_srgb8(image))  # the inverse of the training linearisation
+        # the inverse of the training linearisation; the reference photo's ICC profile and EXIF (upright) carried over
+        meta = {"icc_profile": burst.icc_profile, "exif": burst.exif}
+        write_png(main, linear_to_srgb8(image), **meta)
         if before:
-            write_png(before_path, linear_to_srgb8(reference))
+            write_png(before_path, linear_to_srgb8(reference), **meta)
         return [main] + ([before_path] if before else [])
     if main.suffix != ".tif":
         raise BurstKPNError(f"{main}: expected a .tif output path for {burst.kind} input")
