@@ -1,4 +1,4 @@
-"""``burstkpn demo``: the README's main job on an embedded default.
+"""``burstkpn demo``: the README's quick-start job on an embedded default.
 
 Synthesises a burst from a photo bundled with scikit-image (no download), at a chosen gain, and
 writes the clean ground truth, the noisy reference frame, every frame and each method's result

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bf16 autocast around the network (default: on where the CPU/GPU has native bf16 units, "
                         "-0.01 dB on the test set and faster; emulated bf16 is ~20x slower)")
     p.add_argument("--ensemble", action="store_true",
-                   help="average the model over the 8 flips/rotations of the burst (8x the time; see README for the gain)")
+                   help="average the model over the 8 flips/rotations of the burst (8x the time; the gain is in docs/results.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
