@@ -171,3 +171,79 @@ def test_shipped_model_contributions_are_unaffected_outside_the_moved_region(rng
     means = ins.contributions[:, outside].mean(axis=1)
     others = np.delete(means, [0, 3])
     assert others.min() - 0.02 < means[3] < others.max() + 0.02, means
+
+
+@pytest.fixture(scope="module")
+def plane_weights(tmp_path_factory):
+    """A mean-initialised 4-frame KPN for the --plane tests (built here, so these tests need no shared fixture)."""
+    path = tmp_path_factory.mktemp("plane") / "plane-tiny.safetensors"
+    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), path)
+    return path
+
+
+def _seen_planes(monkeypatch):
+    """Record the burst each inspect run hands the model (the plane it shows)."""
+    seen = []
+    original = inspect.inspect_burst
+
+    def spy(model, frames, noise):
+        seen.append(np.array(frames))
+        return original(model, frames, noise)
+
+    monkeypatch.setattr(inspect, "inspect_burst", spy)
+    return seen
+
+
+def test_inspect_names_and_shows_each_colour_channel(plane_weights, tmp_path, capsys, monkeypatch):
+    """Issue 21: inspect says which channel it shows (stdout, inspect.json, report.html); --plane R/G/B picks it."""
+    from burstkpn.io.bursts import load_burst
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "colour_burst"
+    folder.mkdir()
+    base = np.stack([np.full((32, 32), v) for v in (40, 200, 120)], axis=-1)  # R, G, B far apart
+    for i in range(4):
+        iio.imwrite(folder / f"c{i}.png", np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+    linear = load_burst([folder]).frames
+    seen = _seen_planes(monkeypatch)
+    for plane, channel, words in ((None, 1, "green (G) channel"), ("R", 0, "red (R) channel"), ("b", 2, "blue (B) channel")):
+        out = tmp_path / f"out_{plane}"
+        extra = [] if plane is None else ["--plane", plane]
+        assert main(["inspect", str(folder), "--model", str(plane_weights), "-o", str(out), "--no-align",
+                     "--noise", "0.01,0.002", *extra]) == 0
+        assert f"inspecting the {words} of a colour burst" in capsys.readouterr().out
+        np.testing.assert_allclose(seen[-1][0], linear[0][..., channel], atol=1e-6)
+        summary = json.loads((out / "inspect.json").read_text())
+        assert summary["plane"] == "RGB"[channel] and words in summary["plane_description"]
+        assert f"{words} of a colour burst" in (out / "report.html").read_text()
+    for plane, words in (("Gr", "a colour burst has the channels R, G and B"), ("purple", "unknown plane")):
+        assert main(["inspect", str(folder), "--model", str(plane_weights), "-o", str(tmp_path / "bad"), "--plane", plane]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_inspect_raw_shows_the_bayer_mean_or_one_named_cfa_plane(plane_weights, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("rawpy")
+    from burstkpn.io.raw import bayer_planes, bayer_to_gray, read_raw
+    from rawburst import write_raw_burst
+
+    (tmp_path / "raw").mkdir()
+    _, paths = write_raw_burst(tmp_path / "raw", frames=4, size=48, pattern="GRBG")
+    mosaic = read_raw(paths[0]).mosaic
+    seen = _seen_planes(monkeypatch)
+    cases = ((None, bayer_to_gray(mosaic), "mean", "2x2 Bayer mean plane"),
+             ("R", bayer_planes(mosaic)[1], "R", "R plane (top-right of the GRBG 2x2 CFA block)"),
+             ("gb", bayer_planes(mosaic)[3], "Gb", "Gb plane (bottom-right of the GRBG"),
+             ("TL", bayer_planes(mosaic)[0], "Gr", "Gr plane (top-left of the GRBG"))
+    for plane, expected, name, words in cases:
+        out = tmp_path / f"out_{plane}"
+        extra = [] if plane is None else ["--plane", plane]
+        assert main(["inspect", str(tmp_path / "raw"), "--model", str(plane_weights), "-o", str(out), "--no-align", *extra]) == 0
+        assert f"inspecting the {words}" in capsys.readouterr().out
+        np.testing.assert_allclose(seen[-1][0], expected, atol=1e-6)
+        summary = json.loads((out / "inspect.json").read_text())
+        assert summary["plane"] == name and summary["plane_description"].endswith("of a raw burst")
+        assert words in (out / "report.html").read_text()
+    assert main(["inspect", str(tmp_path / "raw"), "--model", str(plane_weights), "-o", str(tmp_path / "bad"), "--plane", "G"]) == 2
+    assert "a raw burst (GRBG) has the planes mean, R, Gr, Gb, B" in capsys.readouterr().err

@@ -1,8 +1,11 @@
 """``burstkpn inspect``: the kernels, per-frame contributions and noise map a KPN used on one burst.
 
-BURST is a real burst (folder or files, loaded and prepared exactly as `burstkpn denoise` does;
-colour bursts show the green channel, raw bursts the 2x2 Bayer mean) or a test set ``.npz`` with
-``--index`` (a synthetic burst whose ground truth is known, so PSNR/SSIM are reported too).
+BURST is a real burst (folder or files, loaded and prepared exactly as `burstkpn denoise` does) or a
+test set ``.npz`` with ``--index`` (a synthetic burst whose ground truth is known, so PSNR/SSIM are
+reported too). The model denoises one grayscale plane at a time; ``--plane`` picks the one shown:
+a colour burst's R, G or B channel (default G), a raw burst's 2x2 Bayer mean (``mean``, the default)
+or one CFA plane by colour (R, Gr, Gb, B: Gr is the green in red's rows) or position (TL, TR, BL, BR).
+The plane is named on screen, in ``inspect.json`` and in ``report.html``.
 Writes PNGs, ``inspect.json`` and ``report.html`` into the output folder.
 """
 
@@ -36,12 +39,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="HDR+ tile pre-alignment (default: on for real bursts as in denoise, off for test sets as in evaluate)")
     p.add_argument("--reference", type=int, default=0, help="real bursts: index of the reference frame (default 0)")
     p.add_argument("--gamma-16bit", action="store_true", help="real bursts: 16-bit inputs are gamma-encoded")
+    p.add_argument("--plane", metavar="PLANE",
+                   help="which plane the model is inspected on: R, G or B for a colour burst (default G); for a raw "
+                        "burst mean (the 2x2 Bayer mean, default), R, Gr, Gb, B or a CFA position TL, TR, BL, BR")
+
+
+COLOUR_PLANES = {"r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B"}
+COLOUR_NAMES = {"R": "red", "G": "green", "B": "blue"}
+RAW_NAMES = ("mean", "R", "Gr", "Gb", "B", "TL", "TR", "BL", "BR")
+POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def check_plane_name(plane: str | None) -> None:
+    """A one-line error, before any work, for a --plane no burst has."""
+    known = {*COLOUR_PLANES, *(n.lower() for n in RAW_NAMES), "gray"}
+    if plane is not None and plane.lower() not in known:
+        raise BurstKPNError(f"--plane {plane}: unknown plane; use R, G or B (colour) or {', '.join(RAW_NAMES)} (raw)")
+
+
+def cfa_names(pattern: str) -> list[str]:
+    """The 4 CFA planes' names in position order (TL, TR, BL, BR): R, B, and Gr/Gb (the green in red's/blue's rows).
+
+    >>> cfa_names("GRBG")
+    ['Gr', 'R', 'B', 'Gb']
+    """
+    names = []
+    for k, colour in enumerate(pattern):
+        beside = pattern[2 * (k // 2) + 1 - k % 2]  # the other pixel of this row
+        names.append(colour if colour != "G" else "Gr" if beside == "R" else "Gb")
+    return names
+
+
+def choose_plane(burst, plane: str | None) -> tuple[int | None, str, str]:
+    """Which of `pipeline.split_channels`' planes ``--plane`` names for ``burst``: (index or None for the
+    2x2 Bayer mean, short name, description for the screen and the report)."""
+    wanted = None if plane is None else plane.lower()
+    if burst.kind == "raw":
+        pattern = burst.raw_reference.pattern
+        if wanted in (None, "mean"):
+            return None, "mean", "2x2 Bayer mean plane (the average of the 4 CFA planes)"
+        names = [n.lower() for n in cfa_names(pattern)]
+        positions = ["tl", "tr", "bl", "br"]
+        if wanted not in names and wanted not in positions:
+            raise BurstKPNError(f"--plane {plane}: a raw burst ({pattern}) has the planes {', '.join(RAW_NAMES)}")
+        k = names.index(wanted) if wanted in names else positions.index(wanted)
+        name = cfa_names(pattern)[k]
+        return k, name, f"{name} plane ({POSITIONS[k]} of the {pattern} 2x2 CFA block)"
+    if burst.is_colour:
+        if wanted is not None and wanted not in COLOUR_PLANES:
+            raise BurstKPNError(f"--plane {plane}: a colour burst has the channels R, G and B")
+        name = COLOUR_PLANES[wanted or "g"]
+        return "RGB".index(name), name, f"{COLOUR_NAMES[name]} ({name}) channel"
+    if wanted not in (None, "gray"):
+        raise BurstKPNError(f"--plane {plane}: a gray burst has one plane (gray)")
+    return 0, "gray", "only plane"
 
 
 def load_testset_burst(args, config) -> dict:
     """One test-set burst to inspect: frames (N, H, W), noise, clean image and white level."""
     from burstkpn.testset import load_testset
 
+    if args.plane not in (None, "gray"):
+        raise BurstKPNError(f"--plane {args.plane}: test sets are grayscale (one plane)")
     ts = load_testset(args.inputs[0])
     if not 0 <= args.index < len(ts):
         raise BurstKPNError(f"--index {args.index} is out of range: the test set has {len(ts)} bursts")
@@ -52,7 +111,8 @@ def load_testset_burst(args, config) -> dict:
     burst = ts.noisy[i] if not args.align else tile_align(ts.noisy[i])
     return {"frames": burst, "noise": NoiseLevel(float(ts.sigma_read[i]), float(ts.sigma_shot[i])),
             "clean": ts.clean[i], "white": float(ts.white_level[i]),
-            "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})"}
+            "source": f"{args.inputs[0]} burst {i} (gain {int(ts.gain[i])}, {ts.source[i]})",
+            "plane": "gray", "plane_description": "only plane of a gray test-set burst"}
 
 
 def load_real(args) -> tuple[dict, object, Path]:
@@ -61,19 +121,24 @@ def load_real(args) -> tuple[dict, object, Path]:
     from burstkpn.pipeline import prepare
 
     align = True if args.align is None else args.align
+    # the 2x2 Bayer mean is the "half" raw mode; one CFA plane is one of the "full" mode's four (its own noise level)
+    raw_mode = "half" if args.plane is None or args.plane.lower() == "mean" else "full"
     burst, model, weights, planes, noise, _ = prepare(args.inputs, parse_noise(args.noise), args.model, args.reference,
-                                                      args.gamma_16bit, "half", print)
-    plane = " (green channel)" if len(planes) == 3 else " (2x2 Bayer mean)" if burst.kind == "raw" else ""
-    if plane:
-        print(f"inspecting{plane} of a {'colour' if len(planes) == 3 else 'raw'} burst")
-    frames = planes[len(planes) // 2]
+                                                      args.gamma_16bit, raw_mode, print)
+    index, name, description = choose_plane(burst, args.plane)
+    kind = "raw" if burst.kind == "raw" else "colour" if burst.is_colour else "gray"
+    description = f"{description} of a {kind} burst"
+    print(f"inspecting the {description}")
+    frames = planes[0 if index is None else index]
     data = {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
-            "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}{plane}"}
+            "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}, {name}",
+            "plane": name, "plane_description": description}
     return data, model, weights
 
 
 def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out)
+    check_plane_name(args.plane)
     testset = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() == ".npz"
     if testset:
         from burstkpn.weights import resolve_model
@@ -97,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_bytes(png)
     rows = metric_rows(ins, clean, data["white"]) if clean is not None else {}
     summary = {
-        "burst": data["source"], "model": str(weights), "size": [w, h], "crop": args.crop,
+        "burst": data["source"], "plane": data["plane"], "plane_description": data["plane_description"],
+        "model": str(weights), "size": [w, h], "crop": args.crop,
         "noise": {"sigma_read": data["noise"].sigma_read, "sigma_shot": data["noise"].sigma_shot},
         "pixels": [{"label": label, "x": x, "y": y} for label, (x, y) in pixels],
         "mean_contribution": [round(float(c), 4) for c in ins.contributions.mean(axis=(1, 2))],
@@ -117,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
                 "residual.png": "Output minus the reference frame"}
     write_report(Report(f"burstkpn inspect: {data['source']}", images, "noisy reference", "denoised",
                         [(c, figures[n]) for n, c in captions.items()], [{"method": m, **r} for m, r in rows.items()],
-                        CAPTION, {"burst": data["source"], "model": str(weights), "mean contribution per frame":
+                        CAPTION, {"burst": data["source"], "channel/plane": data["plane_description"],
+                                  "model": str(weights), "mean contribution per frame":
                                   " ".join(f"{c:.3f}" for c in summary["mean_contribution"])}), out / "report.html")
     print(f"mean contribution per frame: {' '.join(f'{c:.3f}' for c in summary['mean_contribution'])}")
     print(f"pixels: {', '.join(f'{label} ({x}, {y})' for label, (x, y) in pixels)}")
