@@ -1,4 +1,5 @@
-"""Shared fixtures: small photos from scikit-image's bundled data (no network, no shared/ folder)."""
+"""Shared fixtures: small photos from scikit-image's bundled data (no network, no shared/ folder), tiny
+weights files and a small test set built from them."""
 
 from __future__ import annotations
 
@@ -25,3 +26,41 @@ def photo_dir(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# A mean-initialised 4-frame KPN small enough for every CLI test: it outputs the frames' mean until trained.
+TINY_KPN = {"frames": 4, "kernel_size": 3, "widths": (8, 16), "convs_per_level": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A weights file of the `TINY_KPN` model (untrained: init "mean")."""
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_weights(build_model(ModelConfig(**TINY_KPN)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory):
+    """An 8-frame full-resolution KPN with random (seeded) weights: kernels that differ per frame and pixel."""
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "random.safetensors"
+    save_weights(build_model(ModelConfig(frames=8, kernel_size=3, widths=(8, 16), convs_per_level=1,
+                                         half_res_output=False, init="random")), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def testset_path(photo_dir, tmp_path_factory):
+    """A test set of the three photos at gains 2 and 4, 8 frames of 48x48."""
+    from burstkpn.testset import build_testset, save_testset
+
+    path = tmp_path_factory.mktemp("ts") / "ts.npz"
+    save_testset(build_testset(photo_dir, gains=(2, 4), size=48, progress=False), path)
+    return path

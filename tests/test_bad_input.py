@@ -29,6 +29,7 @@ import pytest
 import tifffile
 
 from burstkpn.cli import main
+from conftest import TINY_KPN
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -86,12 +87,12 @@ def truncated(path: Path, keep: float = 0.5) -> Path:
     return path
 
 
-def tiny_weights(path: Path, **config) -> Path:
+def weights_file(path: Path, **changes) -> Path:
+    """A weights file of conftest's tiny KPN with ``changes`` to its config (the `tiny_weights` fixture has none)."""
     from burstkpn.models.kpn import ModelConfig, build_model
     from burstkpn.weights import save_weights
 
-    values = {"frames": 4, "kernel_size": 3, "widths": (8, 16), "convs_per_level": 1} | config
-    save_weights(build_model(ModelConfig(**values)), path)
+    save_weights(build_model(ModelConfig(**(TINY_KPN | changes))), path)
     return path
 
 
@@ -100,8 +101,8 @@ def other_architecture(path: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    tiny_weights(path.with_suffix(".a.safetensors"), widths=(4, 8), kind="dpn")
-    tiny_weights(path.with_suffix(".b.safetensors"))
+    weights_file(path.with_suffix(".a.safetensors"), widths=(4, 8), kind="dpn")
+    weights_file(path.with_suffix(".b.safetensors"))
     with safe_open(str(path.with_suffix(".b.safetensors")), framework="pt") as f:
         metadata = f.metadata()
     save_file(load_file(str(path.with_suffix(".a.safetensors"))), str(path), metadata=metadata)
@@ -129,6 +130,19 @@ def dng_burst(folder: Path, n: int = 4) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     return write_raw_burst(folder, frames=n, size=32)[1]
+
+
+# Unique names for the offending files: an error line must name them, and no other path can match by accident.
+NOT_A_DIR = "plainfile_notdir_7"  # a regular file where a folder is expected
+OUT_DIR = "out_is_folder_7"  # an existing folder where an output file is expected
+BAD_TOML = "config_bad_7.toml"
+BAD_PNG = "frame_bad_9.png"  # sorts after the good frames 0.png, 1.png, ...
+CUT_DNG = "frame_cut_z.dng"  # sorts after frame_00.dng, frame_01.dng, ...
+
+
+def new_folder(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 # --- the cases ---------------------------------------------------------------------------------
@@ -207,33 +221,33 @@ CASES = [
     Case("synth-gain-not-a-number", lambda t, c: synth([c["photo_dir"]], t / "ts.npz", "--gains", "high"),
          ("unknown gain", "high")),
     Case("synth-gain-nan", lambda t, c: synth([c["photo_dir"]], t / "ts.npz", "--gains", "nan"), ("unknown gain", "nan")),
-    Case("synth-out-is-folder", lambda t, c: synth([c["photo_dir"]], (t / "out_is_folder_7").mkdir() or t / "out_is_folder_7"), ("out_is_folder_7", "is a folder")),
-    Case("synth-out-under-a-file", lambda t, c: synth([c["photo_dir"]], regular_file(t / "plainfile_notdir_7") / "ts.npz"), ("plainfile_notdir_7",)),
+    Case("synth-out-is-folder", lambda t, c: synth([c["photo_dir"]], new_folder(t / OUT_DIR)), (OUT_DIR, "is a folder")),
+    Case("synth-out-under-a-file", lambda t, c: synth([c["photo_dir"]], regular_file(t / NOT_A_DIR) / "ts.npz"), (NOT_A_DIR,)),
     Case("synth-out-in-proc", lambda t, c: synth([c["photo_dir"]], Path("/proc/burstkpn-test.npz")),
          ("/proc/burstkpn-test.npz",)),
     # train
     Case("train-missing-folder", lambda t, c: train(t / "missing_input_7", t / "run"), ("missing_input_7",)),
-    Case("train-empty-folder", lambda t, c: train((t / "photos_empty_7").mkdir() or t / "photos_empty_7", t / "run"),
+    Case("train-empty-folder", lambda t, c: train(new_folder(t / "photos_empty_7"), t / "run"),
          ("photos_empty_7", "no images found")),
     Case("train-malformed-toml", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                    (t / "config_bad_7.toml").write_text("steps = = 3") and t / "config_bad_7.toml"),
-         ("config_bad_7.toml", "malformed TOML")),
+                                                    (t / BAD_TOML).write_text("steps = = 3") and t / BAD_TOML),
+         (BAD_TOML, "malformed TOML")),
     Case("train-toml-not-utf8", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                   (t / "config_bad_7.toml").write_bytes(b"steps = \xff\xfe\n") and t / "config_bad_7.toml"),
-         ("config_bad_7.toml",)),
+                                                   (t / BAD_TOML).write_bytes(b"steps = \xff\xfe\n") and t / BAD_TOML),
+         (BAD_TOML,)),
     Case("train-config-is-folder", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                      (t / "config_is_folder_7").mkdir() or t / "config_is_folder_7"),
+                                                      new_folder(t / "config_is_folder_7")),
          ("config_is_folder_7",)),
     Case("train-config-missing", lambda t, c: train(c["photo_dir"], t / "run", "--config", t / "config_absent_7.toml"),
          ("config_absent_7.toml",)),
     Case("train-config-unknown-key", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                        (t / "config_bad_7.toml").write_text("[model]\nwidht = 3\n") and t / "config_bad_7.toml"),
+                                                        (t / BAD_TOML).write_text("[model]\nwidht = 3\n") and t / BAD_TOML),
          ("model.widht",)),
     Case("train-config-bad-value", lambda t, c: train(c["photo_dir"], t / "run", "--config",
-                                                      (t / "config_bad_7.toml").write_text('[model]\nkind = "gan"\n') and t / "config_bad_7.toml"),
+                                                      (t / BAD_TOML).write_text('[model]\nkind = "gan"\n') and t / BAD_TOML),
          ("gan",)),
     Case("train-out-is-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "run_is_a_file_7")), ("run_is_a_file_7",)),
-    Case("train-out-under-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / "plainfile_notdir_7") / "run"), ("plainfile_notdir_7",)),
+    Case("train-out-under-a-file", lambda t, c: train(c["photo_dir"], regular_file(t / NOT_A_DIR) / "run"), (NOT_A_DIR,)),
     Case("train-init-foreign-safetensors",
          lambda t, c: train(c["photo_dir"], t / "run", "--init", foreign_safetensors(t / "foreign.safetensors")),
          ("foreign.safetensors", "not a burstkpn weights file")),
@@ -250,39 +264,39 @@ CASES = [
     Case("evaluate-checkpoint-as-weights", lambda t, c: evaluate(c["testset"], t / "o", "--model", _torch_file(t)),
          ("checkpoint_as_weights_7.pt",)),
     Case("evaluate-no-methods", lambda t, c: evaluate(c["testset"], t / "o") + ["--methods", ","], ("no methods",)),
-    Case("evaluate-out-under-a-file", lambda t, c: evaluate(c["testset"], regular_file(t / "plainfile_notdir_7") / "o"), ("plainfile_notdir_7",)),
+    Case("evaluate-out-under-a-file", lambda t, c: evaluate(c["testset"], regular_file(t / NOT_A_DIR) / "o"), (NOT_A_DIR,)),
     # denoise
     Case("denoise-missing-input", lambda t, c: denoise([t / "missing_input_7"], t / "out.png", c["weights"]), ("missing_input_7",)),
-    Case("denoise-empty-folder", lambda t, c: denoise([(t / "burst_empty_7").mkdir() or t / "burst_empty_7"], t / "out.png", c["weights"]),
+    Case("denoise-empty-folder", lambda t, c: denoise([new_folder(t / "burst_empty_7")], t / "out.png", c["weights"]),
          ("burst_empty_7", "no images")),
-    Case("denoise-zero-byte-frame", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", lambda p: p.write_bytes(b""))],
-                                                         t / "out.png", c["weights"]), ("frame_bad_9.png", "empty file")),
-    Case("denoise-truncated-png", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
-                                                       t / "out.png", c["weights"]), ("frame_bad_9.png", "cannot read image")),
+    Case("denoise-zero-byte-frame", lambda t, c: denoise([burst_plus(t, BAD_PNG, lambda p: p.write_bytes(b""))],
+                                                         t / "out.png", c["weights"]), (BAD_PNG, "empty file")),
+    Case("denoise-truncated-png", lambda t, c: denoise([burst_plus(t, BAD_PNG, lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
+                                                       t / "out.png", c["weights"]), (BAD_PNG, "cannot read image")),
     Case("denoise-truncated-jpeg", lambda t, c: denoise([burst_plus(t, "frame_bad_9.jpg", lambda p: truncated(jpeg(p)))],
                                                         t / "out.png", c["weights"]), ("frame_bad_9.jpg", "cannot read image")),
-    Case("denoise-text-file-named-png", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", regular_file)], t / "out.png",
-                                                             c["weights"]), ("frame_bad_9.png", "cannot read image")),
+    Case("denoise-text-file-named-png", lambda t, c: denoise([burst_plus(t, BAD_PNG, regular_file)], t / "out.png",
+                                                             c["weights"]), (BAD_PNG, "cannot read image")),
     Case("denoise-mixed-bit-depths", lambda t, c: denoise(
-        [burst_plus(t, "frame_bad_9.png", lambda p: iio.imwrite(p, np.zeros((32, 32), np.uint16)))], t / "out.png", c["weights"]),
-         ("frame_bad_9.png", "mixed bit depths")),
+        [burst_plus(t, BAD_PNG, lambda p: iio.imwrite(p, np.zeros((32, 32), np.uint16)))], t / "out.png", c["weights"]),
+         (BAD_PNG, "mixed bit depths")),
     Case("denoise-colour-and-gray", lambda t, c: denoise(
-        [burst_plus(t, "frame_bad_9.png", lambda p: iio.imwrite(p, np.zeros((32, 32, 3), np.uint8)))], t / "out.png", c["weights"]),
-         ("frame_bad_9.png", "must match")),
+        [burst_plus(t, BAD_PNG, lambda p: iio.imwrite(p, np.zeros((32, 32, 3), np.uint8)))], t / "out.png", c["weights"]),
+         (BAD_PNG, "must match")),
     Case("denoise-raw-and-image", lambda t, c: denoise([*frames(t / "in", 3), dng_burst(t / "raw", 1)[0]], t / "out.png",
                                                        c["weights"]), ("frame_00.dng", "mixed formats"), needs="rawpy"),
-    Case("denoise-truncated-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "frame_cut_z.dng"), 0.3)],
-                                                       t / "out.png", c["weights"]), ("frame_cut_z.dng",), needs="rawpy"),
-    Case("denoise-garbage-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), _write(t / "in" / "frame_cut_z.dng", b"II*\x00" + bytes(range(256)) * 8)],
-                                                     t / "out.png", c["weights"]), ("frame_cut_z.dng", "cannot read raw file"), needs="rawpy"),
+    Case("denoise-truncated-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / CUT_DNG), 0.3)],
+                                                       t / "out.png", c["weights"]), (CUT_DNG,), needs="rawpy"),
+    Case("denoise-garbage-dng", lambda t, c: denoise([*dng_burst(t / "in", 3), _write(t / "in" / CUT_DNG, b"II*\x00" + bytes(range(256)) * 8)],
+                                                     t / "out.png", c["weights"]), (CUT_DNG, "cannot read raw file"), needs="rawpy"),
     Case("denoise-nan-tiff", lambda t, c: denoise([float_tiffs(t / "in", np.nan).parent], t / "out.tif", c["weights"]),
          ("frame_badvalue_3.tif", "NaN")),
     Case("denoise-inf-tiff", lambda t, c: denoise([float_tiffs(t / "in", np.inf).parent], t / "out.tif", c["weights"]),
          ("frame_badvalue_3.tif", "Inf")),
     Case("denoise-negative-tiff", lambda t, c: denoise([float_tiffs(t / "in", -0.25).parent], t / "out.tif", c["weights"]),
          ("frame_badvalue_3.tif", "[0, 1]")),
-    Case("denoise-huge-png-header", lambda t, c: denoise([burst_plus(t, "frame_bad_9.png", huge_png)], t / "out.png", c["weights"]),
-         ("frame_bad_9.png",)),
+    Case("denoise-huge-png-header", lambda t, c: denoise([burst_plus(t, BAD_PNG, huge_png)], t / "out.png", c["weights"]),
+         (BAD_PNG,)),
     Case("denoise-huge-tiff-header", lambda t, c: denoise([burst_plus(t, "frame_bad_9.tif", huge_tiff)], t / "out.png", c["weights"]),
          ("frame_bad_9.tif", "header claims")),
     Case("denoise-weights-other-architecture", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
@@ -292,10 +306,10 @@ CASES = [
                                                              foreign_safetensors(t / "weights_bad_7.safetensors")),
          ("weights_bad_7.safetensors", "not a burstkpn weights file")),
     Case("denoise-model-wants-more-frames", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png",
-                                                                 tiny_weights(t / "w8.safetensors", frames=8)),
+                                                                 weights_file(t / "w8.safetensors", frames=8)),
          ("the model takes 8 frames",)),
-    Case("denoise-out-under-a-file", lambda t, c: denoise([frames(t / "in")[0].parent], regular_file(t / "plainfile_notdir_7") / "out.png",
-                                                          c["weights"]), ("plainfile_notdir_7",)),
+    Case("denoise-out-under-a-file", lambda t, c: denoise([frames(t / "in")[0].parent], regular_file(t / NOT_A_DIR) / "out.png",
+                                                          c["weights"]), (NOT_A_DIR,)),
     Case("denoise-out-in-proc", lambda t, c: denoise([frames(t / "in")[0].parent], Path("/proc/burstkpn-test.png"),
                                                      c["weights"]), ("/proc/burstkpn-test.png",)),
     Case("denoise-negative-tile", lambda t, c: denoise([frames(t / "in")[0].parent], t / "out.png", c["weights"],
@@ -309,8 +323,8 @@ CASES = [
          ("unknown gain", "3")),
     Case("demo-unknown-method", lambda t, c: ["demo", "--out", str(t / "d"), "--methods", "average,magic",
                                               "--model", str(c["weights"])], ("magic",)),
-    Case("demo-out-under-a-file", lambda t, c: ["demo", "--out", str(regular_file(t / "plainfile_notdir_7") / "d"), "--model",
-                                                str(c["weights"])], ("plainfile_notdir_7",)),
+    Case("demo-out-under-a-file", lambda t, c: ["demo", "--out", str(regular_file(t / NOT_A_DIR) / "d"), "--model",
+                                                str(c["weights"])], (NOT_A_DIR,)),
     Case("demo-weights-other-architecture", lambda t, c: ["demo", "--out", str(t / "d"), "--model",
                                                           str(other_architecture(t / "weights_bad_7.safetensors"))],
          ("weights_bad_7.safetensors", "do not match")),
@@ -320,27 +334,28 @@ CASES = [
          ("size",)),
     # inspect
     Case("inspect-missing-path", lambda t, c: inspect([t / "missing_input_7"], t / "o", c["weights"]), ("missing_input_7",)),
-    Case("inspect-truncated-png", lambda t, c: inspect([burst_plus(t, "frame_bad_9.png", lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
-                                                       t / "o", c["weights"]), ("frame_bad_9.png",)),
-    Case("inspect-corrupt-dng", lambda t, c: inspect([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / "frame_cut_z.dng"), 0.3)],
-                                                     t / "o", c["weights"]), ("frame_cut_z.dng",), needs="rawpy"),
+    Case("inspect-truncated-png", lambda t, c: inspect([burst_plus(t, BAD_PNG, lambda p: truncated(frames(t / "x", 1)[0].rename(p)))],
+                                                       t / "o", c["weights"]), (BAD_PNG,)),
+    Case("inspect-corrupt-dng", lambda t, c: inspect([*dng_burst(t / "in", 3), truncated(dng_burst(t / "x", 1)[0].rename(t / "in" / CUT_DNG), 0.3)],
+                                                     t / "o", c["weights"]), (CUT_DNG,), needs="rawpy"),
     Case("inspect-foreign-safetensors", lambda t, c: inspect([frames(t / "in")[0].parent], t / "o",
                                                              foreign_safetensors(t / "weights_bad_7.safetensors")),
          ("weights_bad_7.safetensors", "not a burstkpn weights file")),
     Case("inspect-truncated-testset", lambda t, c: inspect([_copy_testset(t, c, truncate=True)], t / "o", c["weights"]),
          ("testset_copy_7.npz",)),
-    Case("inspect-out-under-a-file", lambda t, c: inspect([frames(t / "in")[0].parent], regular_file(t / "plainfile_notdir_7") / "o",
-                                                          c["weights"]), ("plainfile_notdir_7",)),
+    Case("inspect-out-under-a-file", lambda t, c: inspect([frames(t / "in")[0].parent], regular_file(t / NOT_A_DIR) / "o",
+                                                          c["weights"]), (NOT_A_DIR,)),
     # export
     Case("export-foreign-safetensors", lambda t, c: export(foreign_safetensors(t / "weights_bad_7.safetensors"), t / "m.onnx"),
          ("weights_bad_7.safetensors", "not a burstkpn weights file"), needs="onnx"),
     Case("export-weights-other-architecture", lambda t, c: export(other_architecture(t / "weights_bad_7.safetensors"), t / "m.onnx"),
          ("weights_bad_7.safetensors", "do not match"), needs="onnx"),
-    Case("export-missing-weights", lambda t, c: export(t / "weights_absent_7.safetensors", t / "m.onnx"), ("weights_absent_7.safetensors",)),
+    Case("export-missing-weights", lambda t, c: export(t / "weights_absent_7.safetensors", t / "m.onnx"),
+         ("weights_absent_7.safetensors",)),
     Case("export-unknown-format", lambda t, c: export(c["weights"], t / "m.onnx", "--format", "tflite"),
          ("unknown export format", "tflite")),
-    Case("export-out-is-folder", lambda t, c: export(c["weights"], (t / "out_is_folder_7").mkdir() or t / "out_is_folder_7"), ("out_is_folder_7", "is a folder")),
-    Case("export-out-under-a-file", lambda t, c: export(c["weights"], regular_file(t / "plainfile_notdir_7") / "m.onnx"), ("plainfile_notdir_7",)),
+    Case("export-out-is-folder", lambda t, c: export(c["weights"], new_folder(t / OUT_DIR)), (OUT_DIR, "is a folder")),
+    Case("export-out-under-a-file", lambda t, c: export(c["weights"], regular_file(t / NOT_A_DIR) / "m.onnx"), (NOT_A_DIR,)),
 ]
 
 
@@ -377,13 +392,13 @@ def _corrupt_run(tmp: Path, ctx: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ctx(photo_dir, tmp_path_factory):
+def ctx(photo_dir, tiny_weights, tmp_path_factory):
     from burstkpn.testset import build_testset, save_testset
 
     folder = tmp_path_factory.mktemp("bad-input")
     testset = folder / "tiny.npz"
     save_testset(build_testset(photo_dir, gains=(1,), size=32, frames=4, progress=False), testset)
-    return {"photo_dir": photo_dir, "weights": tiny_weights(folder / "tiny.safetensors"), "testset": testset}
+    return {"photo_dir": photo_dir, "weights": tiny_weights, "testset": testset}
 
 
 def files_under(folder: Path) -> set[str]:

@@ -23,24 +23,14 @@ from burstkpn.weights import default_weights
 from rawburst import clean_rgb, write_raw_burst
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from burstkpn.models.kpn import ModelConfig, build_model
-    from burstkpn.weights import save_weights
-
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), path)
-    return path
-
-
-def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, weights, capsys):
+def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, tiny_weights, capsys):
     pytest.importorskip("rawpy")
     from burstkpn.io.raw import read_raw
 
     (tmp_path / "in").mkdir()
     clean, paths = write_raw_burst(tmp_path / "in", frames=4, size=96, pattern="GRBG", black=(64, 66, 64, 66),
                                    white=4095, noise=NoiseLevel(0.02, 0.01))
-    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out" / "clean"), "--model", str(weights),
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out" / "clean"), "--model", str(tiny_weights),
                "--tile", "64", "--quiet"])
     assert rc == 0
     assert "NoiseProfile" in capsys.readouterr().out
@@ -57,13 +47,13 @@ def test_raw_dng_burst_full_mode_beats_reference_and_round_trips(tmp_path, weigh
     assert json.loads((tmp_path / "out" / "clean.json").read_text())["bf16"] == native_bf16("cpu")
 
 
-def test_raw_half_mode_writes_half_resolution_tiff(tmp_path, weights, capsys):
+def test_raw_half_mode_writes_half_resolution_tiff(tmp_path, tiny_weights, capsys):
     pytest.importorskip("rawpy")
     from burstkpn.io.raw import bayer_to_gray, read_raw
 
     (tmp_path / "in").mkdir()
     clean, paths = write_raw_burst(tmp_path / "in", frames=4, size=64, profile=False)
-    rc = main(["denoise", *map(str, paths), "-o", str(tmp_path / "gray.tif"), "--model", str(weights),
+    rc = main(["denoise", *map(str, paths), "-o", str(tmp_path / "gray.tif"), "--model", str(tiny_weights),
                "--raw-mode", "half", "--quiet"])
     assert rc == 0 and "estimated from the burst" in capsys.readouterr().out
     gray = tifffile.imread(tmp_path / "gray.tif").astype(np.float32) / 65535
@@ -72,14 +62,14 @@ def test_raw_half_mode_writes_half_resolution_tiff(tmp_path, weights, capsys):
     assert psnr(gray, truth, 1.0) > psnr(bayer_to_gray(read_raw(paths[0]).mosaic), truth, 1.0) + 3
 
 
-def test_8bit_colour_folder_gives_srgb_png(tmp_path, weights):
+def test_8bit_colour_folder_gives_srgb_png(tmp_path, tiny_weights):
     rng = np.random.default_rng(0)
     clean = clean_rgb(64)[8:72, 8:72]
     (tmp_path / "in").mkdir()
     for i in range(4):  # frames shifted by whole pixels, noise in linear space, saved as 8-bit
         frame = np.roll(clean, (i % 2, i // 2), axis=(0, 1))
         iio.imwrite(tmp_path / "in" / f"{i}.png", linear_to_srgb8(add_noise(frame, NoiseLevel(0.02, 0.02), rng)))
-    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out.png"), "--model", str(weights),
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out.png"), "--model", str(tiny_weights),
                "--noise", "0.02,0.02", "--tile", "32", "--quiet"])
     assert rc == 0
     out = srgb8_to_linear(iio.imread(tmp_path / "out.png"))
@@ -89,13 +79,13 @@ def test_8bit_colour_folder_gives_srgb_png(tmp_path, weights):
     assert psnr(out[crop], clean[crop], 1.0) > psnr(ref[crop], clean[crop], 1.0) + 3
 
 
-def test_16bit_tiff_gives_16bit_tiff_and_preview(tmp_path, weights):
+def test_16bit_tiff_gives_16bit_tiff_and_preview(tmp_path, tiny_weights):
     rng = np.random.default_rng(1)
     clean = clean_rgb(48)[8:56, 8:56].mean(axis=-1)
     (tmp_path / "in").mkdir()
     for i in range(5):  # one frame more than the model takes: the reference and the next 3 are used
         tifffile.imwrite(tmp_path / "in" / f"{i}.tif", np.round(np.clip(add_noise(clean, NoiseLevel(0.03, 0.01), rng), 0, 1) * 65535).astype(np.uint16))
-    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--model", str(weights), "--no-align", "--quiet"])
+    rc = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "res"), "--model", str(tiny_weights), "--no-align", "--quiet"])
     assert rc == 0
     out = tifffile.imread(tmp_path / "res.tif")
     assert out.dtype == np.uint16 and out.shape == (48, 48)
@@ -108,12 +98,12 @@ def test_16bit_tiff_gives_16bit_tiff_and_preview(tmp_path, weights):
     ("single", "the model takes 4 frames, the burst has 1"), ("sizes", "must match"), ("noise", "--noise must be"),
     ("short", "the model takes 4 frames"), ("weights", "not a readable safetensors"),
 ])
-def test_bad_input_one_line_error_and_no_output(tmp_path, weights, capsys, case, match):
+def test_bad_input_one_line_error_and_no_output(tmp_path, tiny_weights, capsys, case, match):
     (tmp_path / "in").mkdir()
     n = {"single": 1, "short": 3}.get(case, 4)
     for i in range(n):
         iio.imwrite(tmp_path / "in" / f"{i}.png", np.zeros((16, 16 + (case == "sizes" and i == 2)), np.uint8))
-    model = weights
+    model = tiny_weights
     if case == "weights":
         model = tmp_path / "bad.safetensors"
         model.write_bytes(b"junk")
@@ -148,21 +138,21 @@ def _gray_burst(folder, n, size=24, seed=0):
     return clean
 
 
-def test_out_folder_receives_a_file_named_after_the_burst(tmp_path, weights, capsys):
+def test_out_folder_receives_a_file_named_after_the_burst(tmp_path, tiny_weights, capsys):
     _gray_burst(tmp_path / "night_shot", 4)
     (tmp_path / "results").mkdir()
-    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "results"), "--model", str(weights),
+    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "results"), "--model", str(tiny_weights),
                  "--quiet"]) == 0
     assert (tmp_path / "results" / "night_shot.png").is_file()
     # a folder that does not exist yet, written with a trailing slash, is created and used the same way
-    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "new") + "/", "--model", str(weights),
+    assert main(["denoise", str(tmp_path / "night_shot"), "-o", str(tmp_path / "new") + "/", "--model", str(tiny_weights),
                  "--quiet"]) == 0
     assert (tmp_path / "new" / "night_shot.png").is_file() and not (tmp_path / "new.png").exists()
 
 
-def test_a_changed_suffix_is_announced(tmp_path, weights, capsys):
+def test_a_changed_suffix_is_announced(tmp_path, tiny_weights, capsys):
     _gray_burst(tmp_path / "b", 4)
-    assert main(["denoise", str(tmp_path / "b"), "-o", str(tmp_path / "out" / "x.jpg"), "--model", str(weights),
+    assert main(["denoise", str(tmp_path / "b"), "-o", str(tmp_path / "out" / "x.jpg"), "--model", str(tiny_weights),
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "out" / "x.png").is_file() and not (tmp_path / "out" / "x.jpg").exists()

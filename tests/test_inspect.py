@@ -9,7 +9,6 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 from burstkpn import inspect
 from burstkpn.cli import main
@@ -17,29 +16,11 @@ from burstkpn.models.kpn import ModelConfig, build_model
 from burstkpn.noise import NoiseLevel, add_noise, noise_level_for_gain
 from burstkpn.weights import load_model, save_weights, shipped_weights
 
-TINY = ModelConfig(frames=8, kernel_size=3, widths=(8, 16), convs_per_level=1, half_res_output=False, init="random")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_weights(build_model(TINY), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def testset_path(photo_dir, tmp_path_factory):
-    from burstkpn.testset import build_testset, save_testset
-
-    path = tmp_path_factory.mktemp("ts") / "ts.npz"
-    save_testset(build_testset(photo_dir, gains=(2, 4), size=48, progress=False), path)
-    return path
-
-
-def test_contributions_are_kernel_sums_and_explain_a_flat_burst(tiny_weights):
-    model = load_model(tiny_weights)
+def test_contributions_are_kernel_sums_and_explain_a_flat_burst(random_weights):
+    model = load_model(random_weights)
     levels = np.linspace(0.1, 0.8, 8, dtype=np.float32)  # frame i is the constant levels[i]
     frames = np.broadcast_to(levels[:, None, None], (8, 24, 24)).copy()
     ins = inspect.inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
@@ -73,8 +54,8 @@ def test_choose_pixels_finds_the_misaligned_region_edge_and_flat_area(rng):
     assert set(single) == {"edge", "flat"} and single["edge"] == chosen["edge"], single
 
 
-def test_bad_pixels_crop_and_model_are_one_line_errors(tiny_weights, testset_path, tmp_path, capsys):
-    base = ["inspect", str(testset_path), "--model", str(tiny_weights), "-o", str(tmp_path / "o")]
+def test_bad_pixels_crop_and_model_are_one_line_errors(random_weights, testset_path, tmp_path, capsys):
+    base = ["inspect", str(testset_path), "--model", str(random_weights), "-o", str(tmp_path / "o")]
     for extra, words in ((["--pixels", "3;4"], "x,y pairs"), (["--pixels", "100,3"], "outside"),
                          (["--crop", "0,0,99,10"], "not inside"), (["--index", "99"], "out of range")):
         assert main(base + extra) == 2
@@ -91,9 +72,9 @@ def _assert_png(path):
     assert iio.imread(path).size > 0
 
 
-def test_inspect_testset_writes_pngs_json_and_report(tiny_weights, testset_path, tmp_path):
+def test_inspect_testset_writes_pngs_json_and_report(random_weights, testset_path, tmp_path):
     out = tmp_path / "out"
-    assert main(["inspect", str(testset_path), "--index", "1", "--model", str(tiny_weights), "-o", str(out)]) == 0
+    assert main(["inspect", str(testset_path), "--index", "1", "--model", str(random_weights), "-o", str(out)]) == 0
     for name in ("kernels", "contributions", "dominant", "noise", "residual", "reference", "output"):
         _assert_png(out / f"{name}.png")
     summary = json.loads((out / "inspect.json").read_text())
@@ -104,7 +85,7 @@ def test_inspect_testset_writes_pngs_json_and_report(tiny_weights, testset_path,
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
 
 
-def test_inspect_image_folder_with_pixels_and_crop(tiny_weights, testset_path, tmp_path):
+def test_inspect_image_folder_with_pixels_and_crop(random_weights, testset_path, tmp_path):
     from burstkpn.camera import linear_to_srgb8
     from burstkpn.testset import load_testset
 
@@ -113,7 +94,7 @@ def test_inspect_image_folder_with_pixels_and_crop(tiny_weights, testset_path, t
     for i, frame in enumerate(load_testset(testset_path).noisy[0]):
         iio.imwrite(folder / f"f{i}.png", linear_to_srgb8(frame.clip(0, 1)))
     out = tmp_path / "out"
-    args = ["inspect", str(folder), "--model", str(tiny_weights), "-o", str(out), "--crop", "4,4,32,32",
+    args = ["inspect", str(folder), "--model", str(random_weights), "-o", str(out), "--crop", "4,4,32,32",
             "--pixels", "5,5", "20,10", "--noise", "0.01,0.002"]
     assert main(args) == 0
     summary = json.loads((out / "inspect.json").read_text())

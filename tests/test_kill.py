@@ -30,6 +30,8 @@ from burstkpn.config import from_dict, to_toml
 from burstkpn.train import TrainConfig
 from burstkpn.weights import load_model
 
+pytestmark = pytest.mark.slow  # real processes killed and restarted: tens of seconds
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STEPS = 60
 TINY = {  # as in test_train.py: 4 frames of 32x32 at 2x downsampling, a 2-level width-8 U-Net
@@ -125,16 +127,6 @@ def test_training_survives_repeated_sigkill(small_photos, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == STEPS  # no duplicated rows from redone steps
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from burstkpn.models.kpn import ModelConfig, build_model
-    from burstkpn.weights import save_weights
-
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), path)
-    return path
-
-
 def write_burst(folder: Path, side: int = 384, frames: int = 4) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -143,11 +135,11 @@ def write_burst(folder: Path, side: int = 384, frames: int = 4) -> Path:
     return folder
 
 
-def test_denoise_killed_leaves_nothing_or_a_complete_file(tmp_path, weights):
+def test_denoise_killed_leaves_nothing_or_a_complete_file(tmp_path, tiny_weights):
     burst = write_burst(tmp_path / "in")
 
     def cmd(out: Path) -> list[str]:
-        return cli("denoise", str(burst), "-o", str(out / "clean.png"), "--model", str(weights), "--quiet",
+        return cli("denoise", str(burst), "-o", str(out / "clean.png"), "--model", str(tiny_weights), "--quiet",
                    "--tile", "128", "--noise", "0.01,0.01")
 
     start = time.monotonic()

@@ -25,16 +25,6 @@ PEAK_RSS = ("import sys; from burstkpn.cli import main; rc = main(sys.argv[1:]);
             "sys.exit(rc)")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from burstkpn.models.kpn import ModelConfig, build_model
-    from burstkpn.weights import save_weights
-
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(build_model(ModelConfig(frames=4, kernel_size=3, widths=(8, 16), convs_per_level=1)), path)
-    return path
-
-
 def gray_burst(folder: Path, side: int, frames: int = 4, bits: int = 8) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(side)
@@ -56,7 +46,7 @@ def peak_rss_mb(argv: list[str]) -> float:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for peak RSS")
-def test_denoise_peak_memory_stays_within_the_budget(tmp_path, weights):
+def test_denoise_peak_memory_stays_within_the_budget(tmp_path, tiny_weights):
     """A 4 x 1024² burst with --memory-gb 0.05: peak RSS minus the same command's peak on a 64² burst
     (interpreter, torch, model) must fit the budget plus a few copies of the burst itself (reading,
     linearising, blending). Without tiles the same input needs far more, so the measurement has teeth.
@@ -66,7 +56,7 @@ def test_denoise_peak_memory_stays_within_the_budget(tmp_path, weights):
     side, budget_gb = 1024, 0.05
 
     def denoise(burst: Path, out: str, *extra: str) -> list[str]:
-        return ["denoise", str(burst), "-o", str(tmp_path / out), "--model", str(weights), "--quiet",
+        return ["denoise", str(burst), "-o", str(tmp_path / out), "--model", str(tiny_weights), "--quiet",
                 "--noise", "0.01,0.01", "--no-align", *extra]
 
     baseline = peak_rss_mb(denoise(gray_burst(tmp_path / "small", 64), "small.png"))
@@ -80,14 +70,14 @@ def test_denoise_peak_memory_stays_within_the_budget(tmp_path, weights):
     assert whole - baseline > allowed, f"untiled run only +{whole - baseline:.0f} MB: the test would not notice"
 
 
-def test_denoise_is_bit_identical_run_to_run(tmp_path, weights):
+def test_denoise_is_bit_identical_run_to_run(tmp_path, tiny_weights):
     """Same input and weights: byte-identical 16-bit output, with alignment and noise estimation on."""
     burst = gray_burst(tmp_path / "in", 160, bits=16)
     outputs = []
     for run in ("a", "b"):
         out = tmp_path / run / "clean.tif"
         proc = subprocess.run([sys.executable, "-m", "burstkpn.cli", "denoise", str(burst), "-o", str(out), "--model",
-                               str(weights), "--quiet", "--tile", "96"], capture_output=True, text=True, env=ENV,
+                               str(tiny_weights), "--quiet", "--tile", "96"], capture_output=True, text=True, env=ENV,
                               timeout=300, check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outputs.append(out)

@@ -16,7 +16,7 @@ import pytest
 from burstkpn.cli import main
 from burstkpn.report import Report, render
 from burstkpn.viz import image_png
-from test_inspect import PNG, testset_path, tiny_weights  # noqa: F401 - fixtures
+from test_inspect import PNG
 
 
 class Tags(HTMLParser):
@@ -59,19 +59,19 @@ def test_render_is_self_contained_and_escaped():
     assert "<td>31.23</td>" in text
 
 
-def test_every_command_writes_a_report(tiny_weights, testset_path, tmp_path):  # noqa: F811
+def test_every_command_writes_a_report(random_weights, testset_path, tmp_path):
     from burstkpn.camera import linear_to_srgb8
     from burstkpn.testset import load_testset
 
     assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "48", "--methods", "reference,average",
-                 "--model", str(tiny_weights)]) == 0
+                 "--model", str(random_weights)]) == 0
     assert main(["evaluate", "--testset", str(testset_path), "--methods", "reference,average", "--model",
-                 str(tiny_weights), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+                 str(random_weights), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     folder = tmp_path / "burst"
     folder.mkdir()
     for i, frame in enumerate(load_testset(testset_path).noisy[0]):
         iio.imwrite(folder / f"f{i}.png", linear_to_srgb8(frame.clip(0, 1)))
-    assert main(["denoise", str(folder), "-o", str(tmp_path / "dn" / "out.png"), "--model", str(tiny_weights),
+    assert main(["denoise", str(folder), "-o", str(tmp_path / "dn" / "out.png"), "--model", str(random_weights),
                  "--report", "--quiet"]) == 0
     for path in (tmp_path / "demo" / "report.html", tmp_path / "ev" / "report.html", tmp_path / "dn" / "out.report.html"):
         text = path.read_text()
@@ -87,10 +87,11 @@ def chromium() -> str:
     pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it when it can)")
 
 
-def test_report_renders_in_headless_chromium(tiny_weights, testset_path, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(random_weights, testset_path, tmp_path):
     browser = chromium()
     out = tmp_path / "insp"
-    assert main(["inspect", str(testset_path), "--model", str(tiny_weights), "-o", str(out)]) == 0
+    assert main(["inspect", str(testset_path), "--model", str(random_weights), "-o", str(out)]) == 0
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--enable-logging=stderr",

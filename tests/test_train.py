@@ -70,6 +70,7 @@ def _kill_when_checkpointed(cmd: list[str], ckpt: Path) -> int:
     return int(torch.load(ckpt, weights_only=False)["step"])
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_run(photo_dir, tmp_path):
     cfg = tiny_config(steps=60, checkpoint_every=4, bf16=True, fixed_bursts=0)
     (tmp_path / "cfg.toml").write_text(to_toml(cfg))
@@ -178,6 +179,7 @@ torch.save(model.state_dict(), os.path.join(sys.argv[2], f"rank{os.environ['RANK
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_keep_identical_weights(photo_dir, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
