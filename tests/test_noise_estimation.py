@@ -1,11 +1,27 @@
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage import data
 
 from burstkpn.camera import srgb8_to_linear, to_grayscale
+from burstkpn.errors import BurstKPNError
+from burstkpn.io.raw import bayer_planes
 from burstkpn.noise import NoiseLevel, add_noise, noise_level_for_gain
-from burstkpn.noise_estimation import binned_noise_variance, estimate_noise
+from burstkpn.noise_estimation import (
+    BurstNoiseEstimate,
+    NoiseEstimateWarning,
+    binned_noise_variance,
+    clip_points,
+    estimate_burst_noise,
+    estimate_noise,
+    estimate_noise_temporal,
+    integer_aligned,
+)
 from burstkpn.synth import BurstConfig, synthesize_burst
+
+REAL_CROP = Path(__file__).parent / "data" / "hdrplus_window_crop.npz"
 
 
 def total_std(level, y):
@@ -53,3 +69,205 @@ def test_both_parameters_within_20_percent_where_identifiable(clean_bursts, gain
 def test_flat_scene_recovers_read_noise(rng):
     est = estimate_noise(add_noise(np.full((4, 64, 64), 0.0, np.float32), NoiseLevel(0.03, 0.0), rng))
     assert est.sigma_read == pytest.approx(0.03, rel=0.1)
+
+
+# --- clipping, hot pixels, temporal estimate (issue 27) -------------------------------------------------------------
+
+RAMP_TRUTH = NoiseLevel(0.01, 0.005)
+
+
+def ramp(low, high, frames=8, size=256):
+    """A horizontal ramp burst (frames, size, size), static."""
+    return np.broadcast_to(np.linspace(low, high, size, dtype=np.float32), (frames, size, size))
+
+
+def clipped_ramp(low, high, seed, level=RAMP_TRUTH):
+    clean = ramp(low, high)
+    noisy = np.clip(add_noise(clean, level, np.random.default_rng(seed)), 0.0, 1.0)
+    return clean, noisy
+
+
+def median_unclipped(clean):
+    return float(np.median(clean[(clean > 0) & (clean < 1)]))
+
+
+def test_issue_example_no_longer_collapses_to_zero():
+    # 0.02 -> 1.3 clipped at 1 (23 % saturated) gave (2e-10, 0) before: MAD-0 bins weighted 1e12
+    clean, noisy = clipped_ramp(0.02, 1.3, seed=27)
+    assert (noisy >= 1).mean() == pytest.approx(0.23, abs=0.02)
+    for est in (estimate_noise(noisy), estimate_noise_temporal(noisy)):
+        assert est.sigma_read == pytest.approx(0.01, rel=0.25)
+        assert est.sigma_shot == pytest.approx(0.005, rel=0.1)
+
+
+def test_clipped_bins_are_degenerate_and_masked():
+    _, noisy = clipped_ramp(0.02, 1.3, seed=27)
+    _, variances, _ = binned_noise_variance(noisy, mask_clipped=False)
+    assert variances.min() < 1e-9  # what used to pin the fit: bins inside the clipped region
+    _, variances, _ = binned_noise_variance(noisy)
+    assert variances.min() > 0.5 * 0.01**2
+
+
+@pytest.mark.parametrize("saturated", [0.0, 0.05, 0.25, 0.6])
+@pytest.mark.parametrize("low", [0.02, -0.25])  # -0.25: the shadows are black-clipped too (~19 % at 0 at most)
+def test_clipped_ramp_within_15_percent(saturated, low):
+    high = (1 - saturated * low) / (1 - saturated)  # the clean ramp is above 1 over `saturated` of its width
+    clean, noisy = clipped_ramp(low, high, seed=int(100 * saturated) + (low < 0))
+    assert (noisy >= 1).mean() == pytest.approx(saturated, abs=0.03 if saturated else 0.04)
+    if low < 0:
+        assert (noisy <= 0).mean() > 0.07
+    y = median_unclipped(clean)
+    for est in (estimate_noise(noisy), estimate_noise_temporal(noisy)):
+        assert total_std(est, y) == pytest.approx(total_std(RAMP_TRUTH, y), rel=0.15)
+        for q in (0.25, 0.75):  # across the unclipped range too
+            yq = float(np.quantile(clean[(clean > 0) & (clean < 1)], q))
+            assert total_std(est, yq) == pytest.approx(total_std(RAMP_TRUTH, yq), rel=0.15)
+
+
+def test_white_level_below_one_and_saturation_pileup():
+    clean = ramp(0.02, 1.0)
+    noisy = np.clip(add_noise(clean, RAMP_TRUTH, np.random.default_rng(5)), 0.0, 0.8)  # sensor saturates at 0.8
+    assert clip_points(noisy) == (0.0, pytest.approx(0.8))  # found from the pile-up at the maximum
+    y = median_unclipped(clean / 0.8)
+    for est in (estimate_noise(noisy), estimate_noise(noisy, white=0.8), estimate_noise_temporal(noisy)):
+        assert total_std(est, 0.8 * y) == pytest.approx(total_std(RAMP_TRUTH, 0.8 * y), rel=0.15)
+
+
+def test_unclipped_data_is_not_masked(rng):
+    # Values around 0 and 1 that were never clipped (negative / above 1) are not clip points.
+    noise = rng.standard_normal((4, 64, 64)) * 0.03
+    assert clip_points(noise) == (None, None)
+    assert clip_points(noise + 1.0) == (None, None)
+
+
+def test_hot_pixels_do_not_inflate(rng):
+    clean = ramp(0.02, 1.0)
+    noisy = np.clip(add_noise(clean, RAMP_TRUTH, np.random.default_rng(11)), 0.0, 1.0)
+    hot = np.random.default_rng(12).random(noisy.shape[1:]) < 0.001  # 0.1 %, stuck in every frame
+    noisy[:, hot] = np.random.default_rng(13).uniform(0.3, 1.0, hot.sum())
+    y = median_unclipped(clean)
+    truth = total_std(RAMP_TRUTH, y)
+    for est in (estimate_noise(noisy), estimate_noise_temporal(noisy)):
+        assert total_std(est, y) == pytest.approx(truth, rel=0.15)
+        assert total_std(est, y) < 1.15 * truth
+
+
+@pytest.fixture(scope="module")
+def camera_clean():
+    linear = to_grayscale(srgb8_to_linear(data.camera()))
+    return synthesize_burst(linear, np.random.default_rng(0), BurstConfig(frames=8, size=128, downsample=2)).frames
+
+
+@pytest.mark.parametrize("gain", [1, 4])
+def test_temporal_on_static_burst_within_15_percent_and_not_fooled_by_texture(camera_clean, gain):
+    static = np.repeat(camera_clean[:1], 8, axis=0)
+    truth = noise_level_for_gain(gain)
+    noisy = add_noise(static, truth, np.random.default_rng(gain))
+    y = float(np.median(static))
+    est = estimate_noise_temporal(noisy)
+    assert total_std(est, y) == pytest.approx(total_std(truth, y), rel=0.05 if gain == 1 else 0.15)
+    both = estimate_burst_noise(noisy)
+    assert isinstance(both, BurstNoiseEstimate)
+    if gain == 1:  # fine texture: the spatial estimate is ~+30 % here, the temporal one wins
+        assert total_std(both.spatial, y) > 1.15 * total_std(truth, y)
+        assert both.chosen == "temporal" and both.noise == both.temporal
+    assert total_std(both.noise, y) == pytest.approx(total_std(truth, y), rel=0.15)
+    assert both.reliable and not both.disagree
+
+
+def moving_block_burst(seed):
+    """A static ramp with a striped 100x100 block moving 10 px per frame (about 20 % of the area)."""
+    clean = np.array(ramp(0.02, 0.9))
+    stripes = 0.8 - 0.5 * (np.arange(100) % 7 < 3)
+    for i in range(clean.shape[0]):
+        clean[i, 60:160, 40 + 10 * i : 140 + 10 * i] = stripes
+    return clean, np.clip(add_noise(clean, RAMP_TRUTH, np.random.default_rng(seed)), 0.0, 1.0)
+
+
+def test_temporal_ignores_moving_region():
+    clean, noisy = moving_block_burst(seed=3)
+    y = median_unclipped(ramp(0.02, 0.9))
+    truth = total_std(RAMP_TRUTH, y)
+    naive = np.sqrt(np.mean(noisy.var(axis=0, ddof=1)))  # every pixel's temporal variance, motion included
+    assert naive > 1.5 * truth  # so the moving region matters
+    est = estimate_noise_temporal(noisy)
+    assert total_std(est, y) == pytest.approx(truth, rel=0.15)
+    both = estimate_burst_noise(noisy)  # aligns by itself: the frames as given compete with the global shift
+    assert total_std(both.temporal, y) == pytest.approx(truth, rel=0.15)
+    assert total_std(both.noise, y) == pytest.approx(truth, rel=0.15)
+
+
+def test_integer_aligned_moves_whole_pixels():
+    base = np.random.default_rng(0).random((140, 140)).astype(np.float32)
+    shifts = [(0, 0), (3, -2), (-4, 1), (2, 5)]  # frame i at p shows the reference at p + shift
+    frames = np.stack([base[10 + dy : 110 + dy, 10 + dx : 110 + dx] for dy, dx in shifts])
+    aligned = integer_aligned(frames)
+    assert aligned.shape == (4, 93, 93)
+    assert all(np.array_equal(aligned[i], aligned[0]) for i in range(4))  # exact copies, nothing interpolated
+    assert integer_aligned(np.stack([frames, 2 * frames])).shape == (2, 4, 93, 93)
+
+
+def test_too_few_usable_pixels_warns_not_zero():
+    # A ramp clipped almost everywhere: a few hundred usable pixels, all near the white level.
+    clean = ramp(0.9, 1.5, size=128)
+    noisy = np.clip(add_noise(clean, RAMP_TRUTH, np.random.default_rng(8)), 0.0, 1.0)
+    with pytest.warns(NoiseEstimateWarning, match="--noise"):
+        est = estimate_noise(noisy)
+    # a flagged, rough fallback (biased low by the truncation so close to the white level), not zero
+    assert total_std(est, 0.95) > 0.3 * total_std(RAMP_TRUTH, 0.95)
+    with pytest.warns(NoiseEstimateWarning, match="--noise"):
+        both = estimate_burst_noise(noisy)
+    assert not both.reliable and "--noise" in both.description
+    assert total_std(both.noise, 0.95) > 0.3 * total_std(RAMP_TRUTH, 0.95)
+
+
+@pytest.mark.parametrize("burst", [
+    pytest.param(np.full((4, 32, 32), 0.5), id="constant"),
+    pytest.param(np.clip(ramp(0.5, 8.0, size=16) + 0.01, 0, 1), id="clipped-tiny"),
+])
+def test_degenerate_raises_naming_noise_flag(burst):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning-and-zero on the way
+        for estimate in (estimate_noise, estimate_noise_temporal, estimate_burst_noise):
+            with pytest.raises(BurstKPNError, match="--noise"):
+                estimate(burst)
+
+
+def test_temporal_needs_three_frames():
+    _, noisy = clipped_ramp(0.02, 0.9, seed=1)
+    with pytest.raises(BurstKPNError, match="--noise"):
+        estimate_noise_temporal(noisy[:2])
+    both = estimate_burst_noise(noisy[:2])
+    assert both.chosen == "spatial" and both.temporal is None and both.reliable
+
+
+# --- the real phone burst (tests/data/README.md) --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_planes():
+    with np.load(REAL_CROP) as npz:
+        mosaic = npz["frames"].astype(np.float32) / 65535  # (8, 192, 192), pre-aligned by whole pixels
+    return bayer_planes(mosaic).transpose(1, 0, 2, 3)  # (4 CFA planes, 8 frames, 96, 96)
+
+
+def test_real_crop_fixture(real_planes):
+    assert REAL_CROP.stat().st_size < 600_000
+    assert real_planes.shape == (4, 8, 96, 96)
+    assert (real_planes == 1).mean() > 0.03 and (real_planes == 0).mean() > 0.01  # clipped both ways
+    assert clip_points(real_planes) == (0.0, 1.0)
+
+
+def test_real_burst_spatial_and_temporal_agree_within_30_percent(real_planes):
+    spatial = estimate_noise(real_planes.reshape(-1, 96, 96))  # as `burstkpn denoise` pools the planes
+    temporal = estimate_noise_temporal(real_planes)
+    both = estimate_burst_noise(real_planes, aligned=real_planes)
+    y = both.intensity
+    assert 0.001 < y < 0.05  # the median unclipped intensity: mostly the dark frame
+    ratio = total_std(temporal, y) / total_std(spatial, y)
+    assert 1 / 1.3 < ratio < 1.3
+    assert both.ratio == pytest.approx(ratio)
+    assert both.spatial == spatial and both.temporal == temporal
+    assert both.reliable and not both.disagree
+    assert total_std(both.noise, y) == pytest.approx(min(total_std(spatial, y), total_std(temporal, y)))
+    assert total_std(spatial, y) > 1e-3  # the old estimator gave ~0 on this burst
