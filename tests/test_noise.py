@@ -80,7 +80,7 @@ def test_all_eight_table_1_constants_are_the_papers():
 def test_unknown_gain_message_lists_the_known_ones():
     with pytest.raises(BurstKPNError) as info:
         noise_level_for_gain(3)
-    assert str(info.value) == "unknown gain 3: known gains are 1, 2, 4, 8"
+    assert str(info.value) == "unknown gain 3: known gains are 1, 2, 4, 8 and base"
 
 
 def test_zero_noise_is_a_level_and_bad_levels_say_why():

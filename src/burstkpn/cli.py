@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from burstkpn import __version__
 from burstkpn.errors import BurstKPNError
@@ -35,8 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. an unreliable noise estimate) as one ``burstkpn: warning:`` line, not Python's two."""
+    print("burstkpn: warning: " + " ".join(str(message).splitlines()), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _warning_line
     parser = build_parser()
     # Parse the command name first, then let only that command's module define its arguments.
     top, rest = parser.parse_known_args(argv)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-
 from burstkpn.camera import gamma_expand, to_grayscale
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import list_images, read_image

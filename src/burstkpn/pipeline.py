@@ -224,10 +224,18 @@ def resolve_noise(burst: Burst, planes: np.ndarray, given: NoiseLevel | None, ra
     if profile is not None:
         where = f"DNG NoiseProfile tag of {burst.paths[0].name}"
         return (gray_noise(profile) if half else profile), where + (", halved for the 2x2 Bayer mean" if half else "")
-    from burstkpn.noise_estimation import estimate_noise
+    import warnings
 
-    pooled = planes.reshape(-1, *planes.shape[-2:])  # all channels/planes share one noise model
-    return estimate_noise(pooled), "estimated from the burst (high-pass residual vs intensity)"
+    from burstkpn.noise_estimation import NoiseEstimateWarning, estimate_burst_noise
+
+    # spatial (high-pass residual) and temporal (variance across the frames) estimates, clipped pixels left out;
+    # the unaligned planes: tile-aligned frames match the noise and make the temporal estimate too low
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoiseEstimateWarning)
+        estimate = estimate_burst_noise(planes)
+    for w in caught:  # shown once, in the pipeline's own words (the CLI prints them as warnings)
+        warnings.warn(str(w.message), NoiseEstimateWarning, stacklevel=2)
+    return estimate.noise, f"estimated from the burst: {estimate.description}"
 
 
 def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:

@@ -9,7 +9,6 @@ evaluation and denoising all go through `predict`, so they cannot drift apart.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, replace
 
 import numpy as np
