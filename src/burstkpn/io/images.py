@@ -73,8 +73,7 @@ def read_image(path: str | Path) -> LoadedImage:
             raw = _read_tiff(path)
             orientation, exif, icc = _tiff_metadata(path)
         else:
-            raw = _read_pillow(path)
-            orientation, exif, icc = _pillow_metadata(path)
+            raw, (orientation, exif, icc) = _read_pillow(path)
     except BurstKPNError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; the user needs the file and the reason
@@ -115,20 +114,17 @@ def _orientation(value) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _pillow_metadata(path: Path) -> tuple[int, bytes | None, bytes | None]:
-    """(Orientation, EXIF with Orientation reset to 1, ICC profile) of a PNG/JPEG/BMP; a broken EXIF
-    block is ignored (the pixels were readable, so the image still is)."""
-    from PIL import Image
-
-    icc = None
+def _pillow_metadata(im) -> tuple[int, bytes | None, bytes | None]:
+    """(Orientation, EXIF with Orientation reset to 1, ICC profile) of an opened (and loaded, so that a PNG's
+    eXIf chunk after the pixels is seen) Pillow image; a broken EXIF block is ignored (the pixels were
+    readable, so the image still is)."""
+    icc = im.info.get("icc_profile") or None
     try:
-        with Image.open(path) as im:
-            icc = im.info.get("icc_profile") or None
-            exif = im.getexif()
-            orientation = _orientation(exif.get(ORIENTATION, 1))
-            if ORIENTATION in exif:
-                exif[ORIENTATION] = 1
-            return orientation, (exif.tobytes() if len(exif) else None), icc
+        exif = im.getexif()
+        orientation = _orientation(exif.get(ORIENTATION, 1))
+        if ORIENTATION in exif:
+            exif[ORIENTATION] = 1
+        return orientation, (exif.tobytes() if len(exif) else None), icc
     except Exception:  # noqa: BLE001 - a malformed EXIF block: keep the pixels (as stored) and the profile, drop the EXIF
         return 1, None, icc
 
@@ -164,24 +160,32 @@ def _read_png16_colour(path: Path) -> np.ndarray:
     return np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path) -> tuple[np.ndarray, tuple[int, bytes | None, bytes | None]]:
+    """The stored pixels and `_pillow_metadata` of a PNG/JPEG/BMP."""
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # header bombs raise DecompressionBombError
     header = _png_header(path)
     if header is not None and header[0] == 16 and header[1] in (2, 6):
-        return _read_png16_colour(path)
+        pixels = _read_png16_colour(path)
+        try:
+            with Image.open(path) as im:  # only for the metadata (Pillow would reduce the pixels to 8 bits)
+                im.load()
+                return pixels, _pillow_metadata(im)
+        except Exception:  # noqa: BLE001 - pypng read the pixels: an image without metadata, not an error
+            return pixels, (1, None, None)
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # header bombs raise DecompressionBombError
     with Image.open(path) as im:
         if im.width * im.height > MAX_PIXELS:
             raise BurstKPNError(f"{path}: header claims {im.width}x{im.height} px, more than {MAX_PIXELS} allowed")
         im.load()
+        meta = _pillow_metadata(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im)
-            return arr.astype(np.uint16) if arr.max(initial=0) < 65536 else arr
+            return (arr.astype(np.uint16) if arr.max(initial=0) < 65536 else arr), meta
         if im.mode not in ("L", "RGB"):
             im = im.convert("RGB")
-        return np.asarray(im)
+        return np.asarray(im), meta
 
 
 def _read_tiff(path: Path) -> np.ndarray:
