@@ -29,3 +29,19 @@ def test_sweep_cells_ask_their_questions(photo_dir):
 
 def test_exposure_label():
     assert Cell("static", 1, "base", (0.2, 0.5)).label == "static s1 gbase wl0.2-0.5"
+
+
+def test_clipped_table_measures_the_clipped_region(photo_dir):
+    from burstkpn.sweep import clipped_markdown, run_clipped
+
+    methods = resolve_methods("reference,average", ())
+    result = run_clipped(photo_dir, methods, gains=["1"], white_level=(3.0, 3.0), size=32, progress=False)
+    assert result["saturated_share"] > 0.01 and result["bursts"] == 3
+    ref, avg = result["rows"]["reference"][1], result["rows"]["average"][1]
+    # the clipped reference frame sits at white where the truth does (bar pixels just above white that the noise pulls below)
+    assert -0.01 < ref["highlight_bias"] <= 0.0
+    # averaging clipped frames pulls blown highlights below white only where a frame was not saturated
+    assert -0.05 < avg["highlight_bias"] <= 0.0
+    # on the unclipped pixels the clip changes the reference frame only next to the highlights
+    assert abs(ref["psnr_clipped"] - ref["psnr_unclipped"]) < 1.0
+    assert "g1: PSNR clipped / twin" in clipped_markdown(result)

@@ -36,3 +36,41 @@ def ssim(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, bord
     return float(
         structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     )
+
+
+# --- clipped regions (real sensors saturate at the white level) ---------------------------------
+
+
+def saturated_mask(clean: np.ndarray, white_level: float = 1.0, border: int = BORDER) -> np.ndarray:
+    """(H, W) -> bool, border cropped: pixels whose clean value is at (or above) the white level."""
+    mask = np.asarray(clean, np.float64) >= white_level * (1 - 1e-6)
+    return mask[border:-border, border:-border] if border else mask
+
+
+def halo_band(saturated: np.ndarray, width: int = 4) -> np.ndarray:
+    """bool (H, W) -> the ``width``-px band around the saturated regions (outside them)."""
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(saturated, iterations=width) & ~saturated
+
+
+def masked_psnr(estimate: np.ndarray, clean: np.ndarray, mask: np.ndarray, white_level: float = 1.0,
+                border: int = BORDER) -> float:
+    """PSNR (dB) in the paper's display space over the pixels of ``mask`` (already border-cropped);
+    NaN when the mask is empty."""
+    if not mask.any():
+        return float("nan")
+    a, b = to_display(clean, white_level, border), to_display(estimate, white_level, border)
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def highlight_bias(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, border: int = BORDER) -> float:
+    """Mean of (estimate - white) / white over the truly saturated pixels: 0 keeps a blown highlight at
+    white, -0.01 darkens it by 1 % of white (the mean of clipped noisy values is biased low); NaN if none."""
+    mask = saturated_mask(clean, white_level, border)
+    if not mask.any():
+        return float("nan")
+    est = np.asarray(estimate, np.float64)
+    est = est[border:-border, border:-border] if border else est
+    return float(np.mean(np.minimum(est[mask], white_level * 2) / white_level - 1.0))
