@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "brighter than the sensor's range: use with --clip white)")
     p.add_argument("--clip", choices=["none", "white", "black", "both"], default="none",
                    help="clip the noisy frames as a sensor does: at 1 (saturated highlights), at 0 (black-subtracted raw)")
+    p.add_argument("--colour", choices=["bayer", "rgb"], default=None,
+                   help="a colour set (format version 2): each photo unprocessed into linear camera RGB with a random camera "
+                        "per burst (Brooks et al. 2019); bayer: RGGB mosaics, noise on the mosaic (--size even); rgb: three "
+                        "channels, no mosaic (default: grayscale, the paper's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, frames=args.frames, motion=args.motion, progress=not args.quiet,
         downsample=args.downsample, white_level=parse_white_level(args.white_level),
         clip_white=args.clip in ("white", "both"), clip_black=args.clip in ("black", "both"),
+        **({"colour": args.colour} if getattr(args, "colour", None) else {}),
     )
     save_testset(testset, args.out)
     meta = testset.meta
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(meta['skipped'])} image(s) too small for {args.size}-px bursts: {', '.join(meta['skipped'])}")
     print(
         f"wrote {args.out}: {len(testset)} bursts ({len(testset) // len(meta['gains'])} scenes x gains {meta['gains']}), "
-        f"{meta['frames']} frames of {args.size}x{args.size}, {meta['motion']} motion, seed {args.seed}, in {time.perf_counter() - start:.1f} s"
+        f"{meta['frames']} frames of {args.size}x{args.size}" + (f" {meta['colour']}" + (f" ({meta['pattern']})" if "pattern" in meta else "")
+                                                                 if "colour" in meta else "")
+        + f", {meta['motion']} motion, seed {args.seed}, in {time.perf_counter() - start:.1f} s"
     )
     return 0
