@@ -33,7 +33,6 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from burstkpn.align import tile_align
     from burstkpn.baselines.average import aligned_average
     from burstkpn.baselines.hdrplus import hdrplus
     from burstkpn.camera import srgb_curve
@@ -59,7 +58,6 @@ def main() -> int:
         start = time.perf_counter()
         result = denoise_burst(paths, model=args.model)
         print(f"  {result.model}: {result.seconds:.1f} s (noise {result.noise})")
-        aligned = tile_align(planes)
         methods = {
             "reference": burst.frames[0],
             "aligned average": mosaic_from_planes(np.stack([aligned_average(p, estimate.noise) for p in planes])),
