@@ -196,3 +196,151 @@ def aligned_geometry(cfg: TrainingDataConfig, rng: np.random.Generator) -> Burst
         return replace(cfg.burst, downsample=1, small_shift=cfg.integer_shift, large_shift=cfg.integer_shift,
                        large_rate=0.0)
     return cfg.burst
+
+
+# --- The colour stream (issue 22, part 3): training bursts for the joint colour/raw model -------------
+
+COLOUR_MODES = ("bayer", "rgb")
+
+
+def load_display_photos(paths: list[Path], min_side: int, progress: bool = True) -> tuple[list[np.ndarray], list[Path]]:
+    """Decode every usable photo display-referred, kept compact: uint8 (8-bit files) or uint16, (H, W) for
+    gray photos and (H, W, 3) for colour ones; `display_crop` turns a crop into the float values
+    `colour.load_display_rgb` gives. Warns about unreadable or too-small photos as `load_images`."""
+    from tqdm import tqdm
+
+    images, kept, unreadable, small = [], [], [], []
+    for path in tqdm(paths, desc="loading images", unit="img", disable=not progress or len(paths) < 20):
+        try:
+            image = read_image(path)
+        except BurstKPNError as exc:
+            unreadable.append(str(exc))
+            continue
+        pixels = image.pixels[..., :3] if image.pixels.ndim == 3 else image.pixels
+        if min(pixels.shape[:2]) < min_side:
+            small.append(path.name)
+            continue
+        if image.bit_depth == 8:
+            pixels = np.round(pixels * 255.0).astype(np.uint8)
+        elif image.bit_depth == 16:
+            pixels = np.round(pixels * 65535.0).astype(np.uint16)
+        images.append(np.ascontiguousarray(pixels))
+        kept.append(path)
+    for message in unreadable:
+        print(f"burstkpn: warning: skipped {message}", file=sys.stderr)
+    if small:
+        print(
+            f"burstkpn: warning: skipped {len(small)} image(s) smaller than {min_side} px on the short side: "
+            + ", ".join(small[:5]) + (" ..." if len(small) > 5 else ""),
+            file=sys.stderr,
+        )
+    if not images:
+        raise BurstKPNError(f"no usable image among {len(paths)} (need readable images of at least {min_side} px)")
+    return images, kept
+
+
+def display_crop(image: np.ndarray, y: int, x: int, side: int) -> np.ndarray:
+    """A ``side``-px square of a `load_display_photos` image as (side, side, 3) float32 display values in [0, 1]."""
+    crop = image[y : y + side, x : x + side]
+    if crop.dtype == np.uint8:
+        crop = crop.astype(np.float32) / 255.0
+    elif crop.dtype == np.uint16:
+        crop = crop.astype(np.float32) / 65535.0
+    if crop.ndim == 2:
+        crop = np.repeat(crop[..., None], 3, axis=-1)
+    return np.ascontiguousarray(crop, dtype=np.float32)
+
+
+class ColourBurstDataset(Dataset):
+    """Colour training bursts for the planar model (`burstkpn.models.planar`), synthesised on the fly.
+
+    Per item, from ``np.random.default_rng([seed, k])`` (deterministic per (seed, index), like `BurstDataset`):
+    a photo; the same motion/clipping draws as `BurstDataset` (local / static / integer / saturated /
+    short / black-clip shares of ``cfg``); a random camera (`camera.sample_camera_params`, RGGB); a crop
+    just large enough for the burst's geometry, unprocessed to linear camera RGB (`camera.unprocess`, per
+    pixel, so the same as unprocessing the photo); the burst cut channel by channel with `synth.make_scene`
+    and identically seeded generators (`colour.make_colour_scene`: one geometry and exposure for all
+    channels, motion applied before the mosaic); for ``bayer`` each frame mosaicked (RGGB); shot + read
+    noise on the mosaic (or on each RGB channel), then the clipping. ``cfg.burst.size`` is the mosaic side.
+
+    Item k is a dict of tensors: ``burst`` (C, N, h, w) noisy packed planes (bayer: C = 4 RGGB planes at
+    h = w = S/2, `io.raw.bayer_planes` order; rgb: C = 3 at S); ``clean`` (C, h, w); ``sigma_read``,
+    ``sigma_shot`` () (each mosaic pixel's noise); ``white_level``, ``exposure``, ``clipped`` () as in
+    `BurstDataset`; ``shifts`` (N, 2) in plane pixels; ``valid`` (N,); ``rgb2cam`` (3, 3) and ``gains`` (3,)
+    (rgb_gain, red_gain, blue_gain): the camera, for a loss after the burst's own processing.
+    """
+
+    def __init__(self, sources, cfg: TrainingDataConfig = TrainingDataConfig(), seed: int = 0, colour: str = "bayer",
+                 progress: bool = True):
+        if colour not in COLOUR_MODES:
+            raise BurstKPNError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
+        if colour == "bayer" and cfg.burst.size % 2:
+            raise BurstKPNError(f"Bayer bursts need an even patch size, got {cfg.burst.size}")
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.colour = colour
+        self.images, self.paths = load_display_photos(image_paths(sources), cfg.min_side, progress)
+
+    @property
+    def planes(self) -> int:
+        return 4 if self.colour == "bayer" else 3
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        from burstkpn.camera import sample_camera_params, unprocess
+        from burstkpn.colour import make_colour_scene
+        from burstkpn.io.raw import bayer_planes
+
+        rng = np.random.default_rng([self.seed, int(k)])
+        image = self.images[int(rng.integers(len(self.images)))]
+        cfg = self.cfg
+        local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
+        geometry = cfg.burst
+        if not local and cfg.static_fraction + cfg.integer_fraction > 0:
+            geometry = aligned_geometry(cfg, rng)
+        saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
+        exposure = cfg.saturated_white_level if saturated else cfg.white_level
+        params = sample_camera_params(rng, "RGGB")
+        # only the window the burst needs is unprocessed (every stage is per pixel)
+        side = geometry.window + (2 * geometry.downsample * local_margin(geometry, cfg.local) if local else 0)
+        y = int(rng.integers(0, image.shape[0] - side + 1))
+        x = int(rng.integers(0, image.shape[1] - side + 1))
+        linear, _ = unprocess(display_crop(image, y, x, side), params=params, mosaicked=False)
+        scene = make_colour_scene(linear.astype(np.float32), int(rng.integers(2**63)), geometry,
+                                  cfg.local if local else None, exposure)
+        level = sample_noise_level(rng, cfg.noise)
+        valid = np.ones(cfg.burst.frames, np.float32)
+        if cfg.short_fraction > 0 and cfg.min_frames < cfg.burst.frames and rng.random() < cfg.short_fraction:
+            n = int(rng.integers(cfg.min_frames, cfg.burst.frames))
+            valid[1 + rng.permutation(cfg.burst.frames - 1)[: cfg.burst.frames - n]] = 0
+        black = cfg.black_clip_fraction > 0 and rng.random() < cfg.black_clip_fraction
+        frames = scene.frames  # (N, S, S, 3) camera RGB at the exposure
+        if self.colour == "bayer":
+            from burstkpn.camera import mosaic
+
+            clean_frames = mosaic(frames, "RGGB")  # (N, S, S)
+            noisy = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
+            burst, clean = bayer_planes(noisy).transpose(1, 0, 2, 3), bayer_planes(clean_frames[0])
+            shifts = scene.shifts / 2
+        else:
+            clean_frames = np.ascontiguousarray(frames.transpose(3, 0, 1, 2))  # (3, N, S, S)
+            burst = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
+            clean, shifts = clean_frames[:, 0], scene.shifts
+        if saturated:
+            clean = np.clip(clean, 0.0, 1.0)
+        white = scene.white_level
+        return {
+            "burst": torch.from_numpy(np.ascontiguousarray(burst, np.float32)),
+            "clean": torch.from_numpy(np.ascontiguousarray(clean, np.float32)),
+            "sigma_read": torch.tensor(level.sigma_read, dtype=torch.float32),
+            "sigma_shot": torch.tensor(level.sigma_shot, dtype=torch.float32),
+            "white_level": torch.tensor(min(white, 1.0), dtype=torch.float32),
+            "exposure": torch.tensor(white, dtype=torch.float32),
+            "clipped": torch.tensor(float(saturated or black), dtype=torch.float32),
+            "shifts": torch.from_numpy(np.ascontiguousarray(shifts, np.float32)),
+            "valid": torch.from_numpy(valid),
+            "rgb2cam": torch.tensor(params.rgb2cam, dtype=torch.float32),
+            "gains": torch.tensor((params.rgb_gain, params.red_gain, params.blue_gain), dtype=torch.float32),
+        }

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from burstkpn.config import from_dict, to_dict, to_toml
-from burstkpn.data import BurstDataset, TrainingDataConfig
+from burstkpn.data import COLOUR_MODES, BurstDataset, ColourBurstDataset, TrainingDataConfig
 from burstkpn.errors import BurstKPNError
 from burstkpn.hardware import native_bf16
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
@@ -44,6 +44,39 @@ from burstkpn.models.kpn import (
 from burstkpn.weights import load_model, save_weights
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
+COLOUR_LOSSES = ("raw", "processed")  # `models.planar.LOSS_SPACES`
+
+
+@dataclass(frozen=True)
+class ColourConfig:
+    """The joint colour/raw model (`burstkpn.models.planar`) on the colour stream (`data.ColourBurstDataset`).
+
+    ``mode`` "none" (the default) trains the grayscale models as always; "bayer": 4 packed RGGB planes at
+    half resolution (``data.burst.size`` is the mosaic side), "rgb": 3 planes. The planar model is
+    ``[model]`` plus the planes (`PlanarConfig.from_model`); ``--init`` with grayscale KPN weights grows them
+    into it (`planar_from_gray`). ``loss``: "raw" (the grayscale loss on every plane in linear raw) or
+    "processed" (after each burst's own processing, `models.planar.planar_loss`).
+    """
+
+    mode: str = "none"
+    shared_kernels: bool = False
+    loss: str = "raw"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", *COLOUR_MODES):
+            raise BurstKPNError(f"colour mode must be none, {' or '.join(COLOUR_MODES)}, got {self.mode!r}")
+        if self.loss not in COLOUR_LOSSES:
+            raise BurstKPNError(f"colour loss must be one of {', '.join(COLOUR_LOSSES)}, got {self.loss!r}")
+
+    @property
+    def planar(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def planes(self) -> int:
+        return 4 if self.mode == "bayer" else 3
+
+
 RUN_FIELDS = ("steps", "checkpoint_minutes", "checkpoint_every", "log_every", "val_every", "threads", "workers")
 
 
@@ -82,6 +115,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
+    colour: ColourConfig = field(default_factory=ColourConfig)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.val_bursts < 0 or self.fixed_bursts < 0 or self.lr_warmup < 0:
@@ -168,9 +202,11 @@ def start_runtime() -> Runtime:
     return Runtime(rank, world, device)
 
 
-def load_dataset(images, cfg: TrainConfig, progress: bool) -> BurstDataset:
+def load_dataset(images, cfg: TrainConfig, progress: bool) -> BurstDataset | ColourBurstDataset:
     """The training bursts; a folder of too-small photos names the largest patch size that fits."""
     try:
+        if cfg.colour.planar:
+            return ColourBurstDataset(images, cfg.data, seed=cfg.seed, colour=cfg.colour.mode, progress=progress)
         return BurstDataset(images, cfg.data, seed=cfg.seed, progress=progress)
     except BurstKPNError as exc:
         if "at least" not in str(exc):
@@ -333,6 +369,41 @@ def init_lineage(path, info: dict) -> dict:
     return {"weights": str(path), "name": card.get("name", ""), "total_steps": int(steps), "training_hours": float(hours)}
 
 
+def planar_config(cfg: TrainConfig):
+    """The planar model a colour run trains: ``cfg.model`` plus ``cfg.colour``'s planes."""
+    from burstkpn.models.planar import PlanarConfig
+
+    return PlanarConfig.from_model(cfg.model, cfg.colour.planes, cfg.colour.shared_kernels)
+
+
+def init_planar(model, cfg: TrainConfig, init, main: bool):
+    """``--init`` weights for a colour run -> (planar model, cfg with the model they give): grayscale KPN weights
+    are grown (`GROWABLE` parts, as for gray runs) and spread over the planes (`planar_from_gray`); planar
+    weights are taken as they are, with their config."""
+    from burstkpn.models.planar import PlanarConfig, planar_from_gray
+
+    if isinstance(model.config, PlanarConfig):
+        if model.config.planes != cfg.colour.planes:
+            raise BurstKPNError(f"{init}: a {model.config.planes}-plane model cannot train on {cfg.colour.mode} bursts")
+        if model.config != planar_config(cfg) and main:
+            print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
+        return model, replace(cfg, model=model.config.base, colour=replace(cfg.colour, shared_kernels=model.config.shared_kernels))
+    if can_grow(model.config, cfg.model):
+        grown = build_model(cfg.model)
+        grown.load_state_dict(grow_state(model.state_dict(), grown))
+        added = [name for name in (*GROWABLE, "prealign") if getattr(cfg.model, name) != getattr(model.config, name)]
+        model = grown
+        if main:
+            print(f"burstkpn: {init} grown/changed: {', '.join(added)}", file=sys.stderr)
+    elif model.config != cfg.model and main:
+        print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
+    cfg = replace(cfg, model=model.config)
+    planar = planar_from_gray(model, cfg.colour.planes, cfg.colour.shared_kernels)
+    if main:
+        print(f"burstkpn: {init} grown into a {cfg.colour.planes}-plane {cfg.colour.mode} model", file=sys.stderr)
+    return planar.train(), cfg
+
+
 def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, init: str | Path | None = None,
           progress: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps``; returns a summary dict."""
@@ -353,7 +424,11 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         resolve_resume(cfg, checkpoint, ckpt_path)
 
     torch.manual_seed(cfg.seed)
-    if checkpoint is None and init is not None:
+    if checkpoint is None and init is not None and cfg.colour.planar:
+        model = load_model(init).train()
+        lineage = init_lineage(init, model.info)
+        model, cfg = init_planar(model, cfg, init, rt.main)
+    elif checkpoint is None and init is not None:
         model = load_model(init).train()
         lineage = init_lineage(init, model.info)
         if can_grow(model.config, cfg.model):
@@ -368,6 +443,10 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         elif model.config != cfg.model and rt.main:
             print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
         cfg = replace(cfg, model=model.config)
+    elif cfg.colour.planar:
+        from burstkpn.models.planar import build_planar
+
+        model = build_planar(planar_config(cfg))
     else:
         model = build_model(cfg.model)
     model.to(rt.device)
@@ -421,6 +500,10 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
 
     def validate_now() -> float:  # the weights a snapshot or the final file would hold
         with average.applied(model) if average else contextlib.nullcontext(model) as shown:
+            if cfg.colour.planar:
+                from burstkpn.models.planar import validate_planar
+
+                return validate_planar(shown, val_batches, amp)
             return validate(shown, val_batches, amp)
 
     if rt.main and start == 0 and cfg.val_bursts:
@@ -435,8 +518,15 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             batch = to_device(batch, rt.device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])
-            loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
+            if cfg.colour.planar:
+                from burstkpn.models.planar import planar_loss, predict_planar
+
+                result = predict_planar(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp,
+                                        valid=batch["valid"])
+                loss, parts = planar_loss(result, batch, step, cfg.loss, cfg.colour.loss)
+            else:
+                result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])
+                loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

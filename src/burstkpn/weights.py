@@ -80,7 +80,13 @@ def read_metadata(path: str | Path) -> dict:
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise BurstKPNError(f"{path}: not a burstkpn weights file (no model config in its metadata)")
     try:
-        config = from_dict(ModelConfig, json.loads(metadata["config"]))
+        values = json.loads(metadata["config"])
+        if isinstance(values, dict) and "planes" in values:  # a planar (colour/raw) model, `models.planar`
+            from burstkpn.models.planar import PlanarConfig
+
+            config = from_dict(PlanarConfig, values)
+        else:
+            config = from_dict(ModelConfig, values)
         info = json.loads(metadata.get("info", "{}"))
     except (json.JSONDecodeError, BurstKPNError) as exc:
         raise BurstKPNError(f"{path}: unusable model config in its metadata ({exc})") from None
@@ -92,7 +98,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    model = build_model(meta["config"])
+    if hasattr(meta["config"], "planes"):  # a planar (colour/raw) model
+        from burstkpn.models.planar import build_planar
+
+        model = build_planar(meta["config"])
+    else:
+        model = build_model(meta["config"])
     try:
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - as above
