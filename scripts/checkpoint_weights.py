@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from burstkpn.config import from_dict
 from burstkpn.models import build_model
 from burstkpn.train import TrainConfig, load_checkpoint
@@ -23,6 +25,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a training run folder (holds checkpoint.pt)")
     p.add_argument("out", type=Path, help="the .safetensors file to write")
+    p.add_argument("--half", action="store_true",
+                   help="float16 tensors: half the size, for a snapshot committed at a stop (start from it with --init)")
     args = p.parse_args()
     checkpoint = load_checkpoint(args.run / "checkpoint.pt")
     cfg = from_dict(TrainConfig, checkpoint["config"])
@@ -31,7 +35,7 @@ def main() -> None:
     info = {"steps": int(checkpoint["step"]), "train": checkpoint["config"]}
     if (args.run / "init.json").exists():
         info["init"] = json.loads((args.run / "init.json").read_text())
-    save_weights(model, args.out, info=info)
+    save_weights(model, args.out, info=info, dtype=torch.float16 if args.half else torch.float32)
     print(f"wrote {args.out}: step {info['steps']} of {args.run}")
 
 

@@ -138,3 +138,22 @@ def test_load_model_errors(tmp_path):
     save_file(tensors, str(tmp_path / "mismatch.safetensors"), metadata=meta)
     with pytest.raises(BurstKPNError, match="do not match the architecture"):
         load_model(tmp_path / "mismatch.safetensors")
+
+
+def test_half_precision_snapshot_loads_back_as_float32(tmp_path):
+    import torch
+
+    from burstkpn.models.kpn import ModelConfig, build_model, predict
+    from burstkpn.weights import load_model, save_weights
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, init="random", normalize_kernels=True, mean_blend=True))
+    save_weights(model, tmp_path / "full.safetensors")
+    save_weights(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
+    half, full = load_model(tmp_path / "half.safetensors"), load_model(tmp_path / "full.safetensors")
+    assert all(p.dtype == torch.float32 for p in half.parameters()) and half.config == full.config
+    burst = torch.rand(1, 4, 16, 16)
+    a = predict(full, burst, 0.01, 0.001)["output"]
+    b = predict(half, burst, 0.01, 0.001)["output"]
+    assert torch.allclose(a, b, atol=2e-3) and not torch.equal(a, b)

@@ -53,12 +53,15 @@ def model_name(model: BurstDenoiser) -> str:
     return str(getattr(model, "info", {}).get("name") or model.config.kind)
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> None:
-    """Write ``model``'s parameters (float32) and config atomically; ``info`` (JSON-able) goes in metadata too."""
+def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+    """Write ``model``'s parameters and config atomically; ``info`` (JSON-able) goes in metadata too.
+    ``dtype``: float32 (shipped weights), or float16 for half-size snapshots (`load_model` casts back)."""
     from safetensors.torch import save_file
 
     core = unwrap(model)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in core.state_dict().items()}
+    tensors = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).cpu().contiguous()
+               for k, v in core.state_dict().items()}
     metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(to_dict(core.config)),
                 "info": json.dumps(info or {})}
     with atomic_output(path) as tmp:
