@@ -147,7 +147,10 @@ def test_half_precision_snapshot_loads_back_as_float32(tmp_path):
     from burstkpn.weights import load_model, save_weights
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(4, 8), frames=4, init="random", normalize_kernels=True, mean_blend=True))
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, normalize_kernels=True, mean_blend=True))
+    with torch.no_grad():  # a trained-looking model: the mean-initialised one, perturbed
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     save_weights(model, tmp_path / "full.safetensors")
     save_weights(model, tmp_path / "half.safetensors", dtype=torch.float16)
     assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * (tmp_path / "full.safetensors").stat().st_size
