@@ -116,3 +116,32 @@ def test_no_import_cycle_among_the_package_modules():
         if module not in state:
             visit(module, [module])
     assert cycles == [], " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_tiles_overlap_by_the_pipelines_margin(tmp_path):
+    """Wiring: `denoise_burst` in tiles (blended across `pipeline.TILE_OVERLAP`) matches one whole tile,
+    because each tile sees context past its blend zone; the same tiles with no overlap show seams."""
+    import torch
+
+    from burstkpn import pipeline
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.weights import load_model, save_weights
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 8), frames=4))
+    with torch.no_grad():  # a model whose kernels depend on the neighbourhood (not the mean it starts at)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_weights(model, tmp_path / "tile.safetensors")
+    rng = np.random.default_rng(1)
+    frames = np.clip(0.4 + 0.2 * rng.standard_normal((4, 128, 128)), 0, 1).astype(np.float32)
+
+    def run(tile):
+        return pipeline.denoise_burst(frames, noise=(0.02, 0.001), model=tmp_path / "tile.safetensors",
+                                      align=False, tile=tile).image
+
+    whole, tiled = run(None), run(64)
+    assert np.abs(tiled - whole).max() < 2e-3
+    no_overlap = pipeline.denoise_planes(load_model(tmp_path / "tile.safetensors"), frames[None],
+                                         pipeline.as_noise_level((0.02, 0.001)), 64, align=False, overlap=0)[0]
+    assert np.abs(no_overlap - whole).max() > 0.02
