@@ -118,3 +118,163 @@ def test_snapped_tile_alignment_leaves_a_residual_the_global_stage_can_undo():
         aligned, _ = align_global(torch.from_numpy(tile_align(frames, margin))[None])
         errors[margin] = (aligned[0, [1, 3], 16:-16, 16:-16] - torch.from_numpy(frames[0, 16:-16, 16:-16])).abs().mean()
     assert errors[0.05] < 0.97 * errors[None]
+
+
+# --- the vectorised tile alignment against a straightforward reference -----------------------------
+# The reference is the implementation before the window/run gathers (issue 23): every candidate tile of
+# every search offset gathered through per-pixel index tensors, the pyramid blurred at full resolution
+# and subsampled afterwards. The fast one must give the same integer displacements and the same stack.
+
+
+def _ref_gather_tiles(frames, tile, disp):
+    from burstkpn.align.tiles import tile_origins
+
+    n, h, w = frames.shape
+    oy, ox = tile_origins(h, tile), tile_origins(w, tile)
+    ones = (1,) * (disp.ndim - 4)
+    r = torch.arange(tile)
+    ys = (oy.view(len(oy), 1, *ones, 1, 1) + r.view(tile, 1) + disp[..., 0, None, None]).clamp(0, h - 1)
+    xs = (ox.view(1, len(ox), *ones, 1, 1) + r.view(1, tile) + disp[..., 1, None, None]).clamp(0, w - 1)
+    return frames[torch.arange(n).view(n, *(1,) * (ys.ndim - 1)), ys, xs]
+
+
+def _ref_downsample(x, factor):
+    import torch.nn.functional as F
+
+    if factor == 1:
+        return x
+    sigma = factor / 2
+    radius = int(np.ceil(2 * sigma))
+    k = torch.exp(-(torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2) / (2 * sigma**2))
+    k = k / k.sum()
+    y = F.pad(x[:, None], (radius,) * 4, mode="replicate")
+    return F.conv2d(F.conv2d(y, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))[:, 0, ::factor, ::factor]
+
+
+def _ref_search(level, tile, radius, init, norm):
+    d = torch.arange(-radius, radius + 1)
+    offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+    ref = _ref_gather_tiles(level[:1], tile, torch.zeros(1, *init.shape[1:3], 2, dtype=torch.long))[0]
+    best = [init[0]]
+    for i in range(1, level.shape[0]):
+        cand = init[i, :, :, None, :] + offsets
+        diff = _ref_gather_tiles(level[i : i + 1], tile, cand[None])[0] - ref[:, :, None]
+        dist = diff.abs().sum((-2, -1)) if norm == 1 else diff.square().sum((-2, -1))
+        best.append(torch.gather(cand, 2, dist.argmin(-1)[..., None, None].expand(-1, -1, 1, 2))[:, :, 0])
+    return torch.stack(best)
+
+
+def _ref_align_tiles(frames, params):
+    from burstkpn.align.tiles import _upsample_disp, tile_origins
+
+    pyramid, factors, levels = [frames.float()], [], []
+    for factor, tile, radius in params.levels:
+        level = _ref_downsample(pyramid[-1], factor) if levels else pyramid[0]
+        tile = min(tile, min(level.shape[-2:]) // 2 * 2)
+        if levels and tile < 8:
+            break
+        if levels:
+            pyramid.append(level)
+        factors.append(factor)
+        levels.append((tile, radius))
+    disp = None
+    for k in range(len(levels) - 1, -1, -1):
+        level, (tile, radius) = pyramid[k], levels[k]
+        grid = (len(tile_origins(level.shape[1], tile)), len(tile_origins(level.shape[2], tile)))
+        if disp is None:
+            disp = torch.zeros(level.shape[0], *grid, 2, dtype=torch.long)
+        else:
+            disp = _upsample_disp(disp, levels[k + 1][0], factors[k + 1], tuple(level.shape[1:]), tile)
+        disp = _ref_search(level, tile, radius, disp, norm=1 if k == 0 else 2)
+    return disp
+
+
+def _ref_snap(frames, disp, prior, tile, margin):
+    ref = _ref_gather_tiles(frames[:1], tile, torch.zeros(1, *disp.shape[1:], dtype=torch.long))[0]
+    out = disp.clone()
+    for i in range(1, frames.shape[0]):
+        own = (_ref_gather_tiles(frames[i : i + 1], tile, disp[i : i + 1])[0] - ref).abs().sum((-2, -1))
+        keep = prior[i].expand_as(disp[i])
+        at_prior = (_ref_gather_tiles(frames[i : i + 1], tile, keep[None])[0] - ref).abs().sum((-2, -1))
+        out[i] = torch.where((at_prior <= (1 + margin) * own)[..., None], keep, disp[i])
+    return out
+
+
+def _ref_aligned_stack(burst, snap_margin):
+    from burstkpn.align.shifts import estimate_global_shifts
+    from burstkpn.align.tiles import DEFAULT, overlap_add, pad_for_tiles, raised_cosine
+
+    stack = torch.from_numpy(np.asarray(burst, np.float32))
+    channels = stack if stack.ndim == 4 else stack[None]
+    frames, t = channels.mean(0), DEFAULT.tile
+    guide, (top, left) = pad_for_tiles(frames, t)
+    disp = _ref_align_tiles(guide, DEFAULT)
+    if snap_margin is not None and frames.shape[0] > 1:
+        disp = _ref_snap(guide, disp, -estimate_global_shifts(frames[None])[0].round().long(), t, snap_margin)
+    out = torch.empty_like(channels)
+    h, w = channels.shape[-2:]
+    for c in range(channels.shape[0]):
+        padded = guide if channels.shape[0] == 1 else pad_for_tiles(channels[c], t)[0]
+        for i in range(padded.shape[0]):
+            tiles = _ref_gather_tiles(padded[i : i + 1], t, disp[i : i + 1]) * raised_cosine(t)
+            out[c, i] = overlap_add(tiles, tuple(padded.shape[1:]))[0, top : top + h, left : left + w]
+    return (out if stack.ndim == 4 else out[0]).numpy(), disp
+
+
+def _moving_burst(seed, size=(150, 133), frames=5, quantise=False):
+    """A textured scene, integer global shifts of up to ±12 px (beyond the finest search radius), a
+    patch in frame 2 moved on its own by (5, -6) more, a flat (clipped) band where every offset ties,
+    noise; with ``quantise`` 8-bit values as PNG bursts have (many exactly equal distances).
+    Returns (burst (N, H, W), shifts: frame i at p shows the reference at p + shifts[i], the patch's box)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    scene = gaussian_filter(rng.random((h + 60, w + 60)), 1.5).astype(np.float32) * 4 - 1.5
+    scene[:, 10:40] = 1.0  # clipped: flat
+    shifts = [(0, 0)] + [tuple(int(v) for v in rng.integers(-12, 13, 2)) for _ in range(frames - 1)]
+    burst = np.stack([scene[30 + dy : 30 + dy + h, 30 + dx : 30 + dx + w] for dy, dx in shifts])
+    y0, y1, x0, x1 = h // 4, h // 4 + h // 2, w // 3, w // 3 + w // 2
+    dy, dx = shifts[2][0] + 5, shifts[2][1] - 6
+    burst[2, y0:y1, x0:x1] = scene[30 + dy + y0 : 30 + dy + y1, 30 + dx + x0 : 30 + dx + x1]
+    burst = np.clip(burst + rng.normal(0, 0.02, burst.shape), 0, 1).astype(np.float32)
+    return (np.round(burst * 255) / 255 if quantise else burst), shifts, (y0, y1, x0, x1)
+
+
+@pytest.mark.parametrize("seed,size,quantise", [(0, (150, 133), False), (1, (97, 160), True), (2, (40, 36), True),
+                                                (3, (256, 256), False)])
+def test_fast_tile_alignment_equals_the_reference(seed, size, quantise):
+    from burstkpn.align import aligned_stack
+    from burstkpn.align.tiles import DEFAULT, align_tiles, gather_tiles, pad_for_tiles, snap_to_prior
+
+    burst = _moving_burst(seed, size, quantise=quantise)[0]
+    padded, _ = pad_for_tiles(torch.from_numpy(burst), DEFAULT.tile)
+    disp = align_tiles(padded)
+    assert torch.equal(disp, _ref_align_tiles(padded, DEFAULT))
+    prior = torch.tensor([[0, 0]] + [[3, -20]] * (len(burst) - 1))  # far off: tiles near the edges clamp
+    assert torch.equal(snap_to_prior(padded, disp, prior, 16, 0.05), _ref_snap(padded, disp, prior, 16, 0.05))
+    assert torch.equal(gather_tiles(padded, 16, disp), _ref_gather_tiles(padded, 16, disp))
+    for margin in (None, 0.05):
+        slow, _ = _ref_aligned_stack(burst, margin)
+        np.testing.assert_array_equal(aligned_stack(burst, snap_margin=margin), slow)  # bitwise: the same sums
+    colour = np.stack([burst, burst**2])  # (C, N, H, W): one alignment on the channels' mean
+    np.testing.assert_array_equal(aligned_stack(colour, snap_margin=0.05), _ref_aligned_stack(colour, 0.05)[0])
+
+
+def test_fast_tile_alignment_finds_known_shifts_and_the_moving_patch():
+    """The displacements themselves: a translated frame gives -shift on the tiles away from the
+    clamped borders and the flat band, the moving patch its own displacement."""
+    from burstkpn.align.tiles import DEFAULT, align_tiles, pad_for_tiles
+
+    burst, shifts, (y0, y1, x0, x1) = _moving_burst(4, (160, 160))
+    padded, _ = pad_for_tiles(torch.from_numpy(burst), DEFAULT.tile)
+    disp = align_tiles(padded)  # padded tile k covers image pixels 8k - 8 .. 8k + 8
+    inner = disp[:, 3:-3, 7:-3]  # the flat band (image columns 0..10 of the scene's 10..40) left out
+    for i in (1, 3, 4):
+        exact = (inner[i] == -torch.tensor(shifts[i])).all(-1).float().mean()
+        assert exact > 0.9, f"frame {i}: {exact:.0%} at the true displacement"
+    patch = disp[2, (y0 + 16) // 8 : (y1 - 8) // 8, (x0 + 16) // 8 : (x1 - 8) // 8]  # tiles wholly inside it
+    # HDR+ upsamples each coarse displacement from the nearest coarse tile only, and the finest level
+    # searches ±1 px: where that coarse tile straddles the patch's edge, the patch is found to within 1 px
+    error = (patch + torch.tensor([shifts[2][0] + 5, shifts[2][1] - 6])).abs().amax(-1)
+    assert patch.numel() >= 16 and (error <= 1).float().mean() > 0.9

@@ -239,14 +239,50 @@ def resolve_noise(burst: Burst, planes: np.ndarray, given: NoiseLevel | None, ra
 
 
 def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:
-    """A conservative estimate of the memory per pixel of a tile (float32, x2 for safety): the model's
-    inference on one plane plus the alignment of ``planes`` planes of ``frames`` frames (default the model's N)."""
-    k2 = getattr(config, "kernel_size", 1) ** 2
-    activations = sum(4 * w / 4**i for i, w in enumerate(config.widths))  # a few tensors per U-Net level
+    """Peak memory per pixel of one tile (bytes): `denoise_planes`'s HDR+ alignment of ``planes`` planes
+    of ``frames`` frames (default the model's N), then the model on one plane at a time, inference.
+
+    Counted in float32 maps per pixel, phase by phase (the peak is the largest phase plus what stays
+    alive throughout), and fitted to the peak resident memory measured in fresh processes (VmHWM above
+    the resident size before the tile; ``python benchmarks/speed.py --sections memory``,
+    docs/speed-pipeline.md): the shipped ``kpn`` measured 1.94-2.08 kB/px at 512-1024² tiles (2.4 kB at
+    256², where a fixed part shows; `burstkpn.tiles.choose_tile` keeps that back), 2.11-2.16 kB with
+    3 planes; this count gives 1.94 / 2.17 kB before the 1.25 safety factor. The network's phases:
+
+    - head: its output (the kernel maps, N·K² + ...) and a transient copy of it as the 1x1 convolution
+      writes it, its input, and the kernel application's padded burst, per-frame results and output;
+    - after the head: the raw maps plus one copy per rescaling (validity, robust gate, normalisation);
+    - robust gate: its 1x1 MLP's hidden maps (16 per frame, and their copy) and the mismatch maps;
+    - full-resolution decoder: the upsampled coarser level, the skip, their concatenation and the
+      convolution's output (twice: copies in and out of the convolution's layout), and the inputs;
+    - global pre-alignment and the tile alignment (phase correlation, candidate shifts, pyramid,
+      aligned copies): about 16 maps per frame plus 8 per frame and plane.
+    """
     n = max(frames or config.frames, config.frames)
-    alignment = 3 * planes * n + 3 * n + 12  # input, aligned copy, padded guide (float32) + one frame's gather indices
-    kernel_maps = config.frames + len(getattr(config, "coarse_scales", ()))
-    return 2 * 4 * (3 * kernel_maps * k2 + activations + 4 * config.frames) + 2 * 4 * alignment
+    big = config.frames  # the frames the network sees
+    k2 = getattr(config, "kernel_size", 1) ** 2
+    w0, w1 = config.widths[0], config.widths[1] if len(config.widths) > 1 else config.widths[0]
+    variable, difference = int(getattr(config, "variable_frames", False)), int(getattr(config, "difference_inputs", False))
+    gate, normalise = int(getattr(config, "robust_gate", False)), int(getattr(config, "normalize_kernels", False))
+    inputs = big * (1 + variable + difference) + 1
+    if config.kind == "dpn":
+        out, head_in = 1, w0
+        head = after = 2 * out + head_in + big
+        gating = 0
+    else:
+        out = (big + len(getattr(config, "coarse_scales", ()))) * k2 + int(getattr(config, "mean_blend", False))
+        if getattr(config, "half_res_output", False):
+            out_full, head_in = out * 3 / 2, w1 / 4  # the head at half resolution, upsampled
+        else:
+            out_full, head_in = 2 * out, w0
+        head = out_full + head_in + 3 * big
+        after = out * (1 + variable + gate + normalise) + 3 * big
+        gating = gate * (out * (1 + variable) + 2 * 16 * big + 8 * big)
+    decoder = 2 * (w1 + 2 * w0) + inputs + 4 * big * difference
+    alignment = 16 * n + 8 * n * planes
+    held = planes * (3 * n + 2) + 2 * (planes + 1)  # the tile's planes, their aligned copy, outputs; blending sums
+    floats = max(head, after, gating, decoder, alignment) + held
+    return 1.25 * 4 * floats
 
 
 def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,

@@ -17,20 +17,36 @@ from burstkpn.errors import BurstKPNError
 # included (bytes, float32, inference): a conservative planning figure for `choose_tile`.
 DEFAULT_BYTES_PER_PIXEL = 16_384
 TILE_MULTIPLE = 32  # U-Nets pad to a multiple of 2**depth; keep tiles on that grid
+# The part of a tile's peak memory that does not grow with its pixels (allocator arenas, thread and
+# convolution workspaces): 20-60 MB measured for the shipped KPN (docs/speed-pipeline.md). `choose_tile`
+# keeps it back from the budget (at most half of a small budget).
+TILE_FIXED_BYTES = 64 * 2**20
 
 
 def choose_tile(height: int, width: int, budget_bytes: float, bytes_per_pixel: float = DEFAULT_BYTES_PER_PIXEL,
-                overlap: int = 32) -> int:
-    """Largest tile side (a multiple of 32, at least 2 * overlap) whose cost fits ``budget_bytes``.
+                overlap: int = 32, fixed_bytes: float = TILE_FIXED_BYTES) -> int:
+    """Tile side for `run_tiled` (a multiple of 32, at least 2 * overlap): the fewest tiles whose cost,
+    ``fixed_bytes`` (at most half the budget) plus ``bytes_per_pixel`` per pixel, fits ``budget_bytes``,
+    each as small as that count allows.
 
-    Returns ``max(height, width)`` (one tile) when the whole image fits.
+    Returns ``max(height, width)`` (one tile) when the whole image fits. Otherwise the largest side that
+    fits gives the number of tiles along each axis; the side is then shrunk to the smallest one (on the
+    32-px grid) that still covers the image with that many tiles, so that the tiles overlap by little
+    more than ``overlap`` instead of re-processing much of the image (a 1024² image under a 896-px limit:
+    2 x 2 tiles of 544², not of 896²).
     """
     if budget_bytes <= 0 or bytes_per_pixel <= 0:
         raise BurstKPNError(f"memory budget must be positive, got {budget_bytes} bytes")
-    if height * width * bytes_per_pixel <= budget_bytes:
+    budget = budget_bytes - min(fixed_bytes, budget_bytes / 2)
+    if height * width * bytes_per_pixel <= budget:
         return max(height, width)
-    side = int(np.sqrt(budget_bytes / bytes_per_pixel)) // TILE_MULTIPLE * TILE_MULTIPLE
-    return max(side, 2 * overlap, TILE_MULTIPLE)
+    floor = max(2 * overlap, TILE_MULTIPLE)
+    side = max(int(np.sqrt(budget / bytes_per_pixel)) // TILE_MULTIPLE * TILE_MULTIPLE, floor)
+    need = 0
+    for length in (height, width):
+        count = len(tile_starts(length, side, min(overlap, side // 2)))
+        need = max(need, -(-(length + (count - 1) * overlap) // count))  # `count` tiles of this side cover it
+    return max(min(side, -(-need // TILE_MULTIPLE) * TILE_MULTIPLE), floor)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

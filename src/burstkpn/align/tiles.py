@@ -5,7 +5,9 @@ IPOL 2021), used by the HDR+ merge baseline, the other aligned baselines and the
 a small window around the displacement inherited from the coarser level (L2 on coarse levels, L1 on the
 finest, integer displacements). `snap_to_prior` keeps globally moving content on one shift per frame;
 `aligned_stack` / `tile_align` resample every frame onto the reference by windowed overlap-add.
-Everything is vectorised over tiles (and search offsets); Python loops run over levels and frames.
+Everything is vectorised over tiles (and search offsets); Python loops run over levels, frames and,
+in the search, bands of tile rows. No per-pixel index tensors: tiles are strided views or gathers of
+whole row runs (`_window_starts`), and each search step reuses one cache-sized difference buffer.
 """
 
 from __future__ import annotations
@@ -40,12 +42,52 @@ def tile_origins(length: int, tile: int) -> torch.Tensor:
     return torch.arange(0, max(length - tile, 0) + 1, tile // 2)
 
 
+def grid_tiles(frame: torch.Tensor, tile: int) -> torch.Tensor:
+    """The tiles of one (H, W) frame on the half-overlap grid, undisplaced: an (Ty, Tx, tile, tile)
+    strided view (no copy)."""
+    frame = frame.contiguous()
+    (h, w), (sy, sx), half = frame.shape, frame.stride(), tile // 2
+    ty, tx = len(tile_origins(h, tile)), len(tile_origins(w, tile))
+    return frame.as_strided((ty, tx, tile, tile), (half * sy, half * sx, sy, sx))
+
+
+def _window_starts(frame: torch.Tensor, tile: int, disp: torch.Tensor, radius: int):
+    """Where each tile's search window lies in one (H, W) frame, as runs of ``tile`` pixels.
+
+    Returns (runs, starts): ``runs`` a (M, tile) overlapping view of the frame's rows with the columns
+    edge-extended (``runs[m] = flat[m : m + tile]``), and ``starts`` (Ty, Tx, k, S) indices into it,
+    k = 2 radius + 1, S = tile + 2 radius: run ``starts[ty, tx, j, u]`` is row u - radius of the tile's
+    window at displacement ``disp`` (Ty, Tx, 2), shifted j - radius columns. Rows outside the frame
+    are clamped (the edge repeats). The candidate tile at offset (i, j) is then the run block
+    ``starts[ty, tx, j, i : i + tile]``, one gather of whole runs (`index_select`), not one index per
+    pixel and offset.
+    """
+    h, w = frame.shape
+    k = 2 * radius + 1
+    pad = int(disp[..., 1].abs().max()) + radius if disp.numel() else radius
+    wide = F.pad(frame[None], (pad, pad), mode="replicate")[0] if pad else frame.contiguous()  # (H, W + 2 pad)
+    runs = wide.reshape(-1).as_strided((wide.numel() - tile + 1, tile), (1, 1))
+    ys = (tile_origins(h, tile)[:, None, None] + disp[..., 0, None] + torch.arange(-radius, tile + radius)).clamp_(0, h - 1)
+    x0 = tile_origins(w, tile)[None, :] + disp[..., 1] + (pad - radius)  # (Ty, Tx): window's first column in ``wide``
+    starts = ys[:, :, None, :] * wide.shape[1] + (x0[..., None] + torch.arange(k))[..., None]  # (Ty, Tx, k, S)
+    return runs, starts
+
+
+def _windows(frame: torch.Tensor, tile: int, disp: torch.Tensor) -> torch.Tensor:
+    """(Ty, Tx, tile, tile): each grid tile of one (H, W) frame at its own displacement ``disp``
+    (Ty, Tx, 2), edges repeated."""
+    runs, starts = _window_starts(frame, tile, disp, 0)
+    return runs.index_select(0, starts.reshape(-1)).view(*disp.shape[:2], tile, tile)
+
+
 def gather_tiles(frames: torch.Tensor, tile: int, disp: torch.Tensor) -> torch.Tensor:
     """Tiles of each frame on the half-overlap grid, each displaced by an integer vector.
 
     frames: (N, H, W); disp: (N, Ty, Tx, ..., 2) int (dy, dx). Returns (N, Ty, Tx, ..., tile, tile);
     pixels outside the frame repeat the edge.
     """
+    if disp.ndim == 4:  # one displacement per tile: a window gather per frame
+        return torch.stack([_windows(frames[i], tile, disp[i]) for i in range(frames.shape[0])])
     n, h, w = frames.shape
     oy, ox = tile_origins(h, tile), tile_origins(w, tile)
     extra = disp.ndim - 4  # search-offset dimensions between the grid and (dy, dx)
@@ -58,6 +100,14 @@ def gather_tiles(frames: torch.Tensor, tile: int, disp: torch.Tensor) -> torch.T
     return frames[idx, ys, xs]
 
 
+def shifted(frame: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """One (H, W) frame displaced as a whole by an integer (dy, dx): out[p] = frame[p + disp], edges repeated."""
+    h, w = frame.shape
+    ys = (torch.arange(h) + int(disp[0])).clamp_(0, h - 1)
+    xs = (torch.arange(w) + int(disp[1])).clamp_(0, w - 1)
+    return frame[ys[:, None], xs[None, :]]
+
+
 def _gaussian_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """(N, H, W) -> Gaussian blur (σ = factor / 2) then every ``factor``-th pixel."""
     if factor == 1:
@@ -67,29 +117,47 @@ def _gaussian_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     k = torch.exp(-(torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2) / (2 * sigma**2))
     k = k / k.sum()
     y = F.pad(x[:, None], (radius, radius, radius, radius), mode="replicate")
-    y = F.conv2d(F.conv2d(y, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
-    return y[:, 0, ::factor, ::factor]
+    # strided: only the kept rows and columns are computed (the same sums as blurring everything first)
+    y = F.conv2d(F.conv2d(y, k.view(1, 1, -1, 1), stride=(factor, 1)), k.view(1, 1, 1, -1), stride=(1, factor))
+    return y[:, 0]
 
 
-SEARCH_CHUNK_BYTES = 2**26  # cap on one search step's temporaries (tiles, differences, int64 indices)
+SEARCH_CHUNK_BYTES = 2**22  # one search step's difference buffer (a band of tile rows x offsets): cache-sized
 
 
 def _search(level: torch.Tensor, tile: int, radius: int, init: torch.Tensor, norm: int) -> torch.Tensor:
-    """Best integer displacement per tile within ``radius`` of ``init`` (N, Ty, Tx, 2) on one level."""
+    """Best integer displacement per tile within ``radius`` of ``init`` (N, Ty, Tx, 2) on one level.
+
+    Per frame and band of tile rows: one gather of the rows of every tile's search window, one copy per
+    horizontal offset (`_window_starts`), into a reused buffer; every offset's candidate tile is then a
+    contiguous block of it, differenced with the reference tile into a second reused buffer. Each
+    (tile, offset) distance is the same float reduction over a contiguous (tile, tile) block as
+    differencing gathered tiles, so the distances and their argmin (the first minimum in row-major
+    offset order) are bitwise those of the straightforward version (tests/test_align.py keeps it).
+    """
+    k, side = 2 * radius + 1, tile + 2 * radius
     d = torch.arange(-radius, radius + 1)
-    offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # (O, 2)
-    zero = torch.zeros(1, init.shape[1], init.shape[2], 2, dtype=torch.long)
-    ref = gather_tiles(level[:1], tile, zero)[0]  # (Ty, Tx, t, t)
-    step = max(1, SEARCH_CHUNK_BYTES // (24 * ref.numel()))  # offsets per chunk: ~24 bytes per tile pixel and offset
+    offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)  # (O, 2), O = k²
+    ref = grid_tiles(level[0], tile).contiguous()[:, :, None, None]  # (Ty, Tx, 1, 1, t, t)
+    ty, tx = ref.shape[:2]
+    band = max(1, min(ty, SEARCH_CHUNK_BYTES // (4 * tx * k * k * tile * tile)))  # tile rows per step
+    win = torch.empty(band * tx * k * side, tile)
+    buf = torch.empty(band, tx, k, k, tile, tile)
+    dist = torch.empty(ty, tx, k, k)
     best = [init[0]]
-    for i in range(1, level.shape[0]):  # frames one at a time, offsets in chunks: memory stays bounded
-        cand = init[i, :, :, None, :] + offsets  # (Ty, Tx, O, 2)
-        dist = []
-        for s in range(0, len(offsets), step):
-            diff = gather_tiles(level[i : i + 1], tile, cand[None, :, :, s : s + step])[0] - ref[:, :, None]
-            dist.append(diff.abs().sum((-2, -1)) if norm == 1 else diff.square().sum((-2, -1)))
-        pick = torch.cat(dist, -1).argmin(-1)  # (Ty, Tx)
-        best.append(torch.gather(cand, 2, pick[..., None, None].expand(-1, -1, 1, 2))[:, :, 0])
+    for i in range(1, level.shape[0]):
+        runs, starts = _window_starts(level[i], tile, init[i], radius)  # starts: (Ty, Tx, k, S)
+        for a in range(0, ty, band):
+            rows = min(band, ty - a)
+            part = torch.index_select(runs, 0, starts[a : a + rows].reshape(-1), out=win[: rows * tx * k * side])
+            part = part.view(rows, tx, k, side, tile)
+            s0, s1, s2, s3, s4 = part.stride()
+            # cand[.., i, j] = part[.., j, i : i + tile]: each (tile, tile) block is contiguous
+            cand = part.as_strided((rows, tx, k, k, tile, tile), (s0, s1, s3, s2, s3, s4))
+            diff = torch.sub(cand, ref[a : a + rows], out=buf[:rows])
+            diff.abs_() if norm == 1 else diff.square_()
+            torch.sum(diff, (-2, -1), out=dist[a : a + rows])
+        best.append(init[i] + offsets[dist.view(ty, tx, k * k).argmin(-1)])
     return torch.stack(best)
 
 
@@ -169,14 +237,12 @@ def snap_to_prior(frames: torch.Tensor, disp: torch.Tensor, prior: torch.Tensor,
     overlap-add is an exact shift rather than a blend of neighbouring tiles' different roundings
     (which blurs and ghosts); tiles on independently moving content still follow it.
     """
-    zero = torch.zeros(1, *disp.shape[1:], dtype=torch.long)
-    ref = gather_tiles(frames[:1], tile, zero)[0]
+    ref = grid_tiles(frames[0], tile)
     out = disp.clone()
     for i in range(1, frames.shape[0]):  # frame by frame: memory stays bounded
-        own = (gather_tiles(frames[i : i + 1], tile, disp[i : i + 1])[0] - ref).abs().sum((-2, -1))
-        keep = prior[i].expand_as(disp[i])
-        at_prior = (gather_tiles(frames[i : i + 1], tile, keep[None])[0] - ref).abs().sum((-2, -1))
-        out[i] = torch.where((at_prior <= (1 + margin) * own)[..., None], keep, disp[i])
+        own = (_windows(frames[i], tile, disp[i]) - ref).abs_().sum((-2, -1))
+        at_prior = (grid_tiles(shifted(frames[i], prior[i]), tile) - ref).abs_().sum((-2, -1))  # one shift: a view
+        out[i] = torch.where((at_prior <= (1 + margin) * own)[..., None], prior[i].expand_as(disp[i]), disp[i])
     return out
 
 
@@ -212,8 +278,8 @@ def aligned_stack(burst: np.ndarray, params: TileAlignParams = DEFAULT, snap_mar
     for c in range(channels.shape[0]):
         padded = guide if channels.shape[0] == 1 else pad_for_tiles(channels[c], params.tile)[0]
         for i in range(padded.shape[0]):  # frame by frame: less memory
-            tiles = gather_tiles(padded[i : i + 1], params.tile, disp[i : i + 1]) * window
-            out[c, i] = overlap_add(tiles, tuple(padded.shape[1:]))[0, top : top + h, left : left + w]
+            tiles = _windows(padded[i], params.tile, disp[i]).mul_(window)
+            out[c, i] = overlap_add(tiles[None], tuple(padded.shape[1:]))[0, top : top + h, left : left + w]
     return (out if stack.ndim == 4 else out[0]).numpy()
 
 
@@ -233,4 +299,4 @@ def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN)
     """
     aligned = aligned_stack(frames, snap_margin=snap_margin)
     aligned[..., 0, :, :] = frames[..., 0, :, :]
-    return aligned.astype(np.float32)
+    return aligned.astype(np.float32, copy=False)
