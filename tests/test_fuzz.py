@@ -144,7 +144,7 @@ def test_load_burst_on_mutated_frames(data, tmp_path):
         (folder / f"{i}_{name}").write_bytes(data.draw(mutated(seed)) if data.draw(st.booleans()) else seed)
     burst = only_our_error(load_burst, [folder], data.draw(st.integers(-3, 3)))
     if burst is not None:
-        assert burst.frames.shape[0] == len(names) >= 2 and np.isfinite(burst.frames).all()
+        assert burst.frames.shape[0] == len(names) >= 1 and np.isfinite(burst.frames).all()  # one frame is a burst too
 
 
 # --- raw reader ---------------------------------------------------------------------------------
