@@ -228,3 +228,24 @@ def test_inspect_raw_shows_the_bayer_mean_or_one_named_cfa_plane(plane_weights, 
         assert words in (out / "report.html").read_text()
     assert main(["inspect", str(tmp_path / "raw"), "--model", str(plane_weights), "-o", str(tmp_path / "bad"), "--plane", "G"]) == 2
     assert "a raw burst (GRBG) has the planes mean, R, Gr, Gb, B" in capsys.readouterr().err
+
+
+def test_contributions_count_the_blend_toward_the_mean():
+    """A model with mean_blend: each frame's effective weight is (1 - b)·its kernel sum + b/N, so with the blend
+    forced to 1 every frame contributes 1/N whatever the kernels, and the output is the frames' mean."""
+    import torch
+
+    from burstkpn.inspect import inspect_burst
+    from burstkpn.models.kpn import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, mean_blend=True))
+    with torch.no_grad():
+        head = model.unet.head
+        head.bias[:-1].add_(0.05 * torch.randn_like(head.bias[:-1]))  # kernels away from the mean
+        head.bias[-1] = 1.0  # b = 1 everywhere
+    frames = np.random.default_rng(0).random((4, 24, 24)).astype(np.float32)
+    ins = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+    assert ins.blend is not None and np.allclose(ins.blend, 1.0)
+    assert np.allclose(ins.contributions, 0.25, atol=1e-6)
+    np.testing.assert_allclose(ins.output, frames.mean(axis=0), atol=1e-5)

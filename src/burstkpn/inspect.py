@@ -26,8 +26,10 @@ class Inspection:
     """One burst through a KPN.
 
     frames (N, H, W): the frames the network saw (pre-aligned if its config says so), linear;
-    kernels (N, K, K, H, W); output, noise_map (H, W) linear; contributions (N, H, W) (Σ over taps);
-    dominant (H, W) int: the frame with the largest contribution; residual (H, W): output − reference.
+    kernels (N, K, K, H, W); output, noise_map (H, W) linear; contributions (N, H, W) (Σ over taps;
+    with a blend toward the mean, the effective weight (1 − b)·Σ taps + b/n); dominant (H, W) int: the
+    frame with the largest contribution; residual (H, W): output − reference; blend (H, W) the weight b
+    of the frames' mean in the output (models with ``mean_blend``), else None.
     """
 
     frames: np.ndarray
@@ -37,6 +39,7 @@ class Inspection:
     contributions: np.ndarray
     dominant: np.ndarray
     residual: np.ndarray
+    blend: np.ndarray | None = None
 
 
 def contributions(kernels: np.ndarray) -> np.ndarray:
@@ -65,9 +68,13 @@ def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel) -> Inspection:
     kernels = out["kernels"][0].float().numpy()
     output = out["output"][0].float().numpy()
     contrib = contributions(kernels)
+    blend = out["blend"][0].float().numpy() if "blend" in out else None
+    if blend is not None:  # the output is (1 - b)·kernels' merge + b·mean of the valid frames
+        valid = out["valid"][0].float().numpy()
+        contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]
     noise_map = np.sqrt(noise.sigma_read**2 + noise.sigma_shot * np.clip(seen[0], 0, None))
     return Inspection(seen, kernels, output, noise_map.astype(np.float32), contrib,
-                      contrib.argmax(axis=0), output - seen[0])
+                      contrib.argmax(axis=0), output - seen[0], blend)
 
 
 def misalignment(frames: np.ndarray, noise_map: np.ndarray, window: int = WINDOW) -> np.ndarray:

@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "mean_contribution": [round(float(c), 4) for c in ins.contributions.mean(axis=(1, 2))],
         "dominant_share": [round(float(s), 4) for s in np.bincount(ins.dominant.ravel(), minlength=len(frames)) / ins.dominant.size],
         "metrics": rows, "metrics_caption": CAPTION if rows else None,
+        "mean_blend": None if ins.blend is None else round(float(ins.blend.mean()), 4),
     }
     with atomic_output(out / "inspect.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -187,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
                                   "model": str(weights), "mean contribution per frame":
                                   " ".join(f"{c:.3f}" for c in summary["mean_contribution"])}), out / "report.html")
     print(f"mean contribution per frame: {' '.join(f'{c:.3f}' for c in summary['mean_contribution'])}")
+    if ins.blend is not None:
+        print(f"blend toward the frames' mean: {float(ins.blend.mean()):.3f} on average "
+              f"(5th-95th percentile {np.percentile(ins.blend, 5):.3f}-{np.percentile(ins.blend, 95):.3f})")
     print(f"pixels: {', '.join(f'{label} ({x}, {y})' for label, (x, y) in pixels)}")
     print(f"wrote {out}/: {', '.join(figures)}, inspect.json, report.html")
     return 0
