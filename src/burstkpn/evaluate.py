@@ -4,7 +4,8 @@ A `Method` is a name and a ``denoise(burst (N, H, W), noise) -> (H, W)`` functio
 baselines come from `burstkpn.baselines.REGISTRY`, a weights file from `burstkpn.weights` (its card
 names the row). `evaluate` runs every method on every burst of the chosen gains and returns one
 `Result` per method x gain; the ``write_*`` functions turn them into the CSV, the Table-1-style
-Markdown, a PSNR-vs-gain plot and side-by-side crops, each written atomically.
+Markdown, a PSNR-vs-gain plot and side-by-side crops, each written atomically. Colour test sets
+(``synth --colour``) are `burstkpn.colour_eval`'s: the same rows and tables, raw and sRGB scores.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ def evaluate(testset: TestSet, methods: list[Method], gains=None, seed: int = 0,
     """Run every available method on every burst at ``gains`` (default: all of the test set's)."""
     from tqdm import tqdm
 
+    if testset.colour is not None:
+        raise BurstKPNError(f"a {testset.colour} test set: evaluate it with burstkpn.colour_eval.evaluate_colour")
     gains = testset.gains if gains is None else [int(g) for g in gains]
     unknown = sorted(set(gains) - set(testset.gains))
     if unknown:
@@ -269,7 +272,7 @@ def describe_testset(testset: TestSet, path: str | Path) -> str:
     """One sentence naming the test set and how it was built."""
     meta, gains = testset.meta, testset.gains
     n_scenes = len(np.unique(testset.scene))
-    size = testset.clean.shape[-1]
+    size = testset.clean.shape[1]  # (M, S, S) or, for colour sets, (M, S, S, 3)
     return (
         f"Test set `{Path(path).name}`: {n_scenes} scenes x gains {', '.join(map(str, gains))}, "
         f"{testset.noisy.shape[1]} frames of {size}x{size}, {meta.get('motion', 'global')} motion, "
@@ -278,8 +281,9 @@ def describe_testset(testset: TestSet, path: str | Path) -> str:
     )
 
 
-def markdown_table(ev: Evaluation, description: str) -> str:
-    """Table 1's layout: methods as rows, gains as columns, ``PSNR / SSIM`` cells."""
+def markdown_table(ev: Evaluation, description: str, caption: str = CAPTION) -> str:
+    """Table 1's layout: methods as rows, gains as columns, ``PSNR / SSIM`` cells; ``caption`` says how
+    they were measured (the grayscale protocol by default; `burstkpn.colour_eval` passes its own)."""
     gains = sorted({r.gain for r in ev.results})
     methods = list(dict.fromkeys(r.method for r in ev.results))
     cell = {(r.method, r.gain): r for r in ev.results}
@@ -299,7 +303,7 @@ def markdown_table(ev: Evaluation, description: str) -> str:
         cells = " | ".join(f"{cell[(name, g)].psnr:.2f} / {cell[(name, g)].ssim:.3f}" for g in gains)
         seconds = np.mean([cell[(name, g)].seconds_per_burst for g in gains])
         lines.append(f"| {name}{mark} | {cells} | {seconds:.3f} |")
-    caption = f"{CAPTION}. Mean over bursts; s / burst is wall time per burst of the method alone. {description}"
+    caption = f"{caption}. Mean over bursts; s / burst is wall time per burst of the method alone. {description}"
     return "\n".join(lines + ["", caption] + ([""] + notes if notes else [])) + "\n"
 
 

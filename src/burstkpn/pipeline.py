@@ -4,7 +4,9 @@ Pipeline: load and linearise (`io.bursts`, or arrays as given) -> split into the
 model denoises (colour: per channel; raw: each CFA plane, or the paper's 2x2 Bayer mean) -> noise level
 (given, the DNG NoiseProfile tag, or estimated from the burst) -> tile by tile (`tiles.run_tiled`):
 HDR+ tile pre-alignment (`align.tile_align`, one alignment for all planes) and the model, so that
-memory stays within the budget at any image size -> a `Denoised` record. Writing files is
+memory stays within the budget at any image size -> a `Denoised` record. A grayscale model denoises each
+plane on its own; a joint colour/raw model (`models.planar`: 4 RGGB planes or 3 channels) all planes of a
+tile at once (`denoise_tile`). Writing files is
 `io.outputs.write_denoised`'s job.
 """
 
@@ -69,7 +71,9 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
       (N, H, W) grayscale or (N, H, W, 3) colour, frame ``reference`` the reference.
     noise: ``None`` (the DNG NoiseProfile tag, else estimated from the burst), a `NoiseLevel`, or
       ``(sigma_read, sigma_shot)`` of the input frames in linear [0, 1] units (var = σr² + σs·x).
-    model: a weights file or a shipped model's name (default: the shipped model for the burst's length).
+    model: a weights file or a shipped model's name (default: the shipped model for the burst's length);
+      a joint model (`models.planar`) takes a raw (4 CFA planes, ``raw_mode="full"``) or colour (3 channels)
+      burst, whichever it was built for, once per tile (no ``ensemble``).
     align: HDR+ tile pre-alignment of each tile before the model. tile: tile side (default: from
     ``memory_gb``). raw_mode: "full" (each CFA plane denoised, a mosaic out) or "half" (the 2x2 Bayer
     mean). gamma_16bit: 16-bit files are gamma-encoded, not linear. ensemble: the mean over the 8
@@ -97,14 +101,31 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     if memory_gb <= 0 or (tile is not None and tile < 1):
         raise BurstKPNError(f"memory_gb and tile must be positive, got {memory_gb}, {tile}")
     loaded, net, weights, planes, level, source = prepare(burst, noise, model, reference, gamma_16bit, raw_mode, note)
+    joint = joint_planes(net)
+    if joint is not None:
+        half = " (raw_mode 'half' makes one plane: use 'full')" if loaded.kind == "raw" and raw_mode == "half" else ""
+        check_joint(net, len(planes), ensemble, half)
     h, w = planes.shape[-2:]
     per_pixel = model_bytes_per_pixel(net.config, planes.shape[1], len(planes))
+    if joint is not None:  # the network sees every plane at once: its phases counted per plane (the alignment's over-counted)
+        per_pixel *= len(planes)
     side = tile or choose_tile(h, w, memory_gb * 2**30, per_pixel, TILE_OVERLAP)
     if bf16 is None:
         from burstkpn.hardware import native_bf16
 
         bf16 = native_bf16("cpu")
-    denoised = denoise_planes(net, planes, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble)
+    work, pattern = planes, None
+    if joint is not None and loaded.kind == "raw" and loaded.raw_reference.pattern != "RGGB":
+        from burstkpn.models.planar import bayer_to_planes
+
+        pattern = loaded.raw_reference.pattern  # a joint model takes RGGB planes: other layouts flipped to RGGB
+        work = np.ascontiguousarray(bayer_to_planes(loaded.frames, pattern).transpose(1, 0, 2, 3))
+    denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble)
+    if pattern is not None:  # back to the mosaic's own plane positions
+        from burstkpn.io.raw import bayer_planes
+        from burstkpn.models.planar import planes_to_bayer
+
+        denoised = bayer_planes(planes_to_bayer(denoised, pattern))
     image = merge_channels(loaded, denoised, raw_mode)
     return Denoised(image=image, model=weights.stem, weights=weights, noise=level, noise_source=source,
                     alignment="hdrplus-tiles" if align else "none", tile=side,
@@ -287,21 +308,61 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
 
 def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,
                    progress: bool = False, ensemble: bool = False, overlap: int = TILE_OVERLAP) -> np.ndarray:
-    """The grayscale bursts of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
-    their denoised references (C, H, W), tile by tile.
+    """The planes of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
+    their denoised references (C, H, W), tile by tile (`denoise_tile`: a grayscale model on each plane,
+    a joint model (`models.planar`) once on all of them).
 
     Each tile is aligned on its own (``align``; one alignment for all planes), so alignment memory
     scales with the tile, not the image.
     """
     from burstkpn.align import tile_align
-    from burstkpn.models.kpn import denoise_array
     from burstkpn.tiles import run_tiled
+
+    if joint_planes(model) is not None:
+        check_joint(model, len(planes), ensemble)
 
     def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
         part = tile_align(part) if align else part
-        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
+        return denoise_tile(model, part, noise, amp=amp, ensemble=ensemble)
 
     return run_tiled(one_tile, np.asarray(planes), tile, overlap, progress=progress)
+
+
+def joint_planes(model) -> int | None:
+    """The planes a joint colour/raw model (`models.planar.PlanarKPN`) takes, or None for a grayscale model."""
+    return getattr(getattr(model, "config", None), "planes", None)
+
+
+def check_joint(model, planes: int, ensemble: bool = False, hint: str = "") -> None:
+    """A one-line error unless a joint model can take a burst of ``planes`` planes."""
+    want = joint_planes(model)
+    kind = {4: "Bayer raw (4 CFA planes)", 3: "colour (3 channels)"}
+    if planes == 1:
+        raise BurstKPNError(f"this is a joint model for {kind.get(want, f'{want}-plane')} bursts; "
+                            f"the burst is grayscale{hint}")
+    if planes != want:
+        raise BurstKPNError(f"this joint model takes {kind.get(want, f'{want}-plane')} bursts; "
+                            f"the burst is {kind.get(planes, f'{planes} planes')}")
+    if ensemble:
+        raise BurstKPNError("the flip/rotation ensemble is not available for a joint model (flips move the CFA planes)")
+
+
+def denoise_tile(model, part: np.ndarray, noise: NoiseLevel, amp: bool = False, ensemble: bool = False) -> np.ndarray:
+    """One tile's planes, (C, n, h, w) linear (already aligned, if at all) -> (C, h, w): a grayscale model on
+    each plane on its own (`models.kpn.denoise_array`), a joint model once on all planes (`predict_planar`)."""
+    if joint_planes(model) is None:
+        from burstkpn.models.kpn import denoise_array
+
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
+    import torch
+
+    from burstkpn.models.planar import predict_planar
+
+    check_joint(model, len(part), ensemble)
+    x = torch.from_numpy(np.ascontiguousarray(part, np.float32))[None]
+    with torch.inference_mode():
+        out = predict_planar(model, x, noise.sigma_read, noise.sigma_shot, amp=amp)["output"][0]
+    return np.ascontiguousarray(out.float().numpy(), np.float32)
 
 
 def report_frames(frames: np.ndarray, align: bool, side: int = 512) -> np.ndarray:
