@@ -241,24 +241,34 @@ def _moving_burst(seed, size=(150, 133), frames=5, quantise=False):
     return (np.round(burst * 255) / 255 if quantise else burst), shifts, (y0, y1, x0, x1)
 
 
-@pytest.mark.parametrize("seed,size,quantise", [(0, (150, 133), False), (1, (97, 160), True), (2, (40, 36), True),
-                                                (3, (256, 256), False)])
-def test_fast_tile_alignment_equals_the_reference(seed, size, quantise):
+@pytest.mark.parametrize("seed,size,quantise,threads", [(0, (150, 133), False, 1), (1, (97, 160), True, 1),
+                                                        (2, (40, 36), True, 1), (3, (256, 256), False, 2)])
+def test_fast_tile_alignment_equals_the_reference(seed, size, quantise, threads):
+    """Bitwise: the same displacements, snap, tiles and stack, on 1 thread and (frames spread over
+    Python threads) on 2 against the reference on 1."""
     from burstkpn.align import aligned_stack
     from burstkpn.align.tiles import DEFAULT, align_tiles, gather_tiles, pad_for_tiles, snap_to_prior
 
     burst = _moving_burst(seed, size, quantise=quantise)[0]
-    padded, _ = pad_for_tiles(torch.from_numpy(burst), DEFAULT.tile)
-    disp = align_tiles(padded)
-    assert torch.equal(disp, _ref_align_tiles(padded, DEFAULT))
-    prior = torch.tensor([[0, 0]] + [[3, -20]] * (len(burst) - 1))  # far off: tiles near the edges clamp
-    assert torch.equal(snap_to_prior(padded, disp, prior, 16, 0.05), _ref_snap(padded, disp, prior, 16, 0.05))
-    assert torch.equal(gather_tiles(padded, 16, disp), _ref_gather_tiles(padded, 16, disp))
-    for margin in (None, 0.05):
-        slow, _ = _ref_aligned_stack(burst, margin)
-        np.testing.assert_array_equal(aligned_stack(burst, snap_margin=margin), slow)  # bitwise: the same sums
     colour = np.stack([burst, burst**2])  # (C, N, H, W): one alignment on the channels' mean
-    np.testing.assert_array_equal(aligned_stack(colour, snap_margin=0.05), _ref_aligned_stack(colour, 0.05)[0])
+    padded, _ = pad_for_tiles(torch.from_numpy(burst), DEFAULT.tile)
+    prior = torch.tensor([[0, 0]] + [[3, -20]] * (len(burst) - 1))  # far off: tiles near the edges clamp
+    disp = _ref_align_tiles(padded, DEFAULT)
+    slow = {margin: _ref_aligned_stack(burst, margin)[0] for margin in (None, 0.05)}
+    slow_colour, _ = _ref_aligned_stack(colour, 0.05)
+    slow_snap, slow_tiles = _ref_snap(padded, disp, prior, 16, 0.05), _ref_gather_tiles(padded, 16, disp)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert torch.equal(align_tiles(padded), disp)
+        assert torch.equal(snap_to_prior(padded, disp, prior, 16, 0.05), slow_snap)
+        assert torch.equal(gather_tiles(padded, 16, disp), slow_tiles)
+        for margin in (None, 0.05):
+            np.testing.assert_array_equal(aligned_stack(burst, snap_margin=margin), slow[margin])
+        np.testing.assert_array_equal(aligned_stack(colour, snap_margin=0.05), slow_colour)
+        assert torch.get_num_threads() == threads  # left as it was
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_fast_tile_alignment_finds_known_shifts_and_the_moving_patch():
