@@ -200,9 +200,8 @@ def hdrplus_planes(planes: np.ndarray, noise: NoiseLevel, params=None) -> tuple[
     """HDR+ on planes (C, N, h, w): one tile alignment found on the planes' mean (HDR+ aligns on the 2x2 Bayer
     mean), then `baselines.hdrplus.merge`'s Wiener merge on each plane with those displacements. Returns
     ((C, h, w) estimate, (C,) each plane's merge noise-variance factor). One plane is `hdrplus.merge` exactly."""
-    from burstkpn.align.tiles import align_tiles, gather_tiles, overlap_add, pad_for_tiles, raised_cosine
-    from burstkpn.baselines.hdrplus import DEFAULT
-    from burstkpn.noise import noise_variance
+    from burstkpn.align.tiles import align_tiles, pad_for_tiles
+    from burstkpn.baselines.hdrplus import DEFAULT, wiener_merge
 
     params = DEFAULT if params is None else params
     frames = torch.from_numpy(np.ascontiguousarray(planes, np.float32))
@@ -212,25 +211,12 @@ def hdrplus_planes(planes: np.ndarray, noise: NoiseLevel, params=None) -> tuple[
     t = params.tile
     guide, (top, left) = pad_for_tiles(frames.mean(0), t)
     disp = align_tiles(guide, params)
-    window = raised_cosine(t)
     outs, factors = [], []
-    for k in range(c):  # as `hdrplus.merge`, after its alignment
+    for k in range(c):  # each plane merged with the one alignment
         padded = guide if c == 1 else pad_for_tiles(frames[k], t)[0]
-        tiles = gather_tiles(padded, t, disp)
-        spectra = torch.fft.fft2(tiles.double() * window)
-        level = tiles[0].double().mean((-2, -1)).clamp(min=0)
-        var = noise_variance(level, noise.sigma_read, noise.sigma_shot)[..., None, None] * window.square().sum()
-        ref = spectra[:1]
-        diff2 = (ref - spectra[1:]).abs().square()
-        a = diff2 / (diff2 + params.merge_strength * 2 * var + 1e-30)
-        merged = (ref[0] + (spectra[1:] + a * (ref - spectra[1:])).sum(0)) / n
-        factor = ((1 + a.sum(0)).square() + (1 - a).square().sum(0)) / n**2
-        if params.spatial_strength > 0:
-            m2 = merged.abs().square()
-            merged = merged * m2 / (m2 + params.spatial_strength * factor * var + 1e-30)
-        out = overlap_add(torch.fft.ifft2(merged).real.float()[None], tuple(padded.shape[1:]))[0]
+        out, factor = wiener_merge(padded, disp, noise, params)
         outs.append(out[top : top + h, left : left + w].numpy())
-        factors.append(float(factor.mean()))
+        factors.append(factor)
     return np.stack(outs), np.array(factors)
 
 

@@ -69,10 +69,19 @@ def merge(burst: np.ndarray, noise: NoiseLevel, params: HDRPlusParams = DEFAULT)
     if burst.ndim != 3:
         raise BurstKPNError(f"expected a burst of shape (N, H, W), got {burst.shape}")
     frames = torch.from_numpy(burst)
-    n, h, w = frames.shape
+    _, h, w = frames.shape
+    padded, (top, left) = pad_for_tiles(frames, params.tile)
+    out, factor = wiener_merge(padded, align_tiles(padded, params), noise, params)
+    return out[top : top + h, left : left + w].numpy(), factor
+
+
+def wiener_merge(padded: torch.Tensor, disp: torch.Tensor, noise: NoiseLevel,
+                 params: HDRPlusParams = DEFAULT) -> tuple[torch.Tensor, float]:
+    """The merge step of `merge` on frames already padded for tiles (`align.tiles.pad_for_tiles`) and their
+    tile displacements (`align.tiles.align_tiles`): (N, Hp, Wp) -> ((Hp, Wp) estimate, noise-variance
+    factor). Separate so that several planes of one burst can share one alignment."""
+    n = padded.shape[0]
     t = params.tile
-    padded, (top, left) = pad_for_tiles(frames, t)
-    disp = align_tiles(padded, params)
     window = raised_cosine(t)
     tiles = gather_tiles(padded, t, disp)  # (N, Ty, Tx, t, t)
     spectra = torch.fft.fft2(tiles.double() * window)
@@ -88,4 +97,4 @@ def merge(burst: np.ndarray, noise: NoiseLevel, params: HDRPlusParams = DEFAULT)
         m2 = merged.abs().square()
         merged = merged * m2 / (m2 + params.spatial_strength * factor * var + 1e-30)
     out = overlap_add(torch.fft.ifft2(merged).real.float()[None], tuple(padded.shape[1:]))[0]
-    return out[top : top + h, left : left + w].numpy(), float(factor.mean())
+    return out, float(factor.mean())
