@@ -151,13 +151,7 @@ class BurstDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(k)])
         image = self.images[int(rng.integers(len(self.images)))]
         cfg = self.cfg
-        # extra draws only when a feature is on, so the paper's stream stays what it was
-        local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
-        geometry = cfg.burst
-        if not local and cfg.static_fraction + cfg.integer_fraction > 0:
-            geometry = aligned_geometry(cfg, rng)
-        saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
-        exposure = cfg.saturated_white_level if saturated else cfg.white_level
+        local, geometry, saturated, exposure = draw_burst_kind(cfg, rng)
         scene = make_scene(image, rng, geometry, cfg.local if local else None, exposure)
         white = scene.white_level
         level = sample_noise_level(rng, cfg.noise)
@@ -183,6 +177,19 @@ class BurstDataset(Dataset):
             "shifts": torch.from_numpy(np.ascontiguousarray(scene.shifts, np.float32)),
             "valid": torch.from_numpy(valid),
         }
+
+
+def draw_burst_kind(cfg: TrainingDataConfig, rng: np.random.Generator):
+    """The kind of one training burst, in a fixed order of draws (grayscale and colour streams alike):
+    (local motion?, burst geometry, saturated?, white-level range). Extra draws happen only when a feature
+    is on, so the paper's stream stays what it was."""
+    local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
+    geometry = cfg.burst
+    if not local and cfg.static_fraction + cfg.integer_fraction > 0:
+        geometry = aligned_geometry(cfg, rng)
+    saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
+    exposure = cfg.saturated_white_level if saturated else cfg.white_level
+    return local, geometry, saturated, exposure
 
 
 def aligned_geometry(cfg: TrainingDataConfig, rng: np.random.Generator) -> BurstConfig:
@@ -296,12 +303,7 @@ class ColourBurstDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(k)])
         image = self.images[int(rng.integers(len(self.images)))]
         cfg = self.cfg
-        local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
-        geometry = cfg.burst
-        if not local and cfg.static_fraction + cfg.integer_fraction > 0:
-            geometry = aligned_geometry(cfg, rng)
-        saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
-        exposure = cfg.saturated_white_level if saturated else cfg.white_level
+        local, geometry, saturated, exposure = draw_burst_kind(cfg, rng)
         params = sample_camera_params(rng, "RGGB")
         # only the window the burst needs is unprocessed (every stage is per pixel)
         side = geometry.window + (2 * geometry.downsample * local_margin(geometry, cfg.local) if local else 0)
