@@ -160,3 +160,17 @@ def test_half_precision_snapshot_loads_back_as_float32(tmp_path):
     a = predict(full, burst, 0.01, 0.001)["output"]
     b = predict(half, burst, 0.01, 0.001)["output"]
     assert torch.allclose(a, b, atol=2e-3) and not torch.equal(a, b)
+
+
+def test_blend_starts_at_zero_and_cannot_die():
+    """The blend toward the mean is exactly 0 at first (a grown model computes what it did before) and keeps a
+    gradient below 0, so a head pushed negative early can come back (a plain clamp would stop it for good)."""
+    import torch
+
+    from burstkpn.models.kpn import blend_weight
+
+    raw = torch.tensor([-0.5, 0.0, 0.3, 1.7], requires_grad=True)
+    b = blend_weight(raw)
+    assert torch.equal(b.detach(), torch.tensor([0.0, 0.0, 0.3, 1.0]))
+    b.sum().backward()
+    assert torch.equal(raw.grad, torch.ones(4))  # the identity's gradient everywhere

@@ -191,7 +191,7 @@ class KPN(BurstDenoiser):
                 output = output + apply_kernels(box_blur(merged, scale), coarse[:, j : j + 1], scale, "replicate")[0]
             result["coarse_kernels"] = coarse
         if self.config.mean_blend:
-            blend = raw[:, -1].float().clamp(0.0, 1.0)  # clamp, not a sigmoid: exactly 0 (the kernels) at first
+            blend = blend_weight(raw[:, -1])
             output = output + blend * (frame_mean(burst, valid) - output)
             result["blend"] = blend
         return {"output": output, **result}
@@ -216,6 +216,15 @@ class DPN(BurstDenoiser):
         if self.config.residual:
             output = output + frame_mean(burst, valid)
         return {"output": output}
+
+
+def blend_weight(raw: torch.Tensor) -> torch.Tensor:
+    """The blend toward the frames' mean from its raw head output: clamped to [0, 1] in the forward pass (exactly
+    0, the kernels alone, at first), with the identity's gradient (a straight-through clamp). A plain clamp
+    has no gradient once the output leaves [0, 1], and a blend head whose first steps go below 0 never comes
+    back (measured: b = 0.000 everywhere after 1,700 steps of configs/kpn-mix.toml)."""
+    raw = raw.float()
+    return raw + (raw.clamp(0.0, 1.0) - raw).detach()
 
 
 def frame_mean(burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -34,6 +34,7 @@ from burstkpn.models.kpn import (
     KPN,
     ModelConfig,
     RobustGate,
+    blend_weight,
     frame_mean,
     gate_scale,
     normalize_kernel_sum,
@@ -186,7 +187,7 @@ def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Te
         kern = normalize_kernel_sum(kern)
     output, per_frame = apply_kernels(flat, kern)
     if blend is not None:
-        weight = blend.reshape(b * c, h, w).float().clamp(0.0, 1.0)  # as the grayscale KPN: 0 (the kernels) at first
+        weight = blend_weight(blend.reshape(b * c, h, w))  # as the grayscale KPN: 0 (the kernels) at first
         output = output + weight * (frame_mean(flat, valid_flat) - output)
         extra["blend"] = weight.reshape(b, c, h, w)
     extra.update(per_frame=per_frame.reshape(b, c, n, h, w), kernels=kern.reshape(b, c, n, k, k, h, w))
