@@ -17,6 +17,19 @@ One run, one burst: 8 frames of ``size`` x ``size`` (default 1 MP) cut from scik
 4. Inference options, before/after on the same input: no_grad vs inference_mode, channels-last,
    bf16 autocast (with the PSNR change against the clean reference), thread counts.
 
+5. ``--sections pipeline`` (not run by default): the whole ``burstkpn denoise`` command on an 8-frame
+   grayscale 8-bit PNG burst of ``--size``² (``--photo``, default the astronaut; integer shifts up to
+   ±8 px, gain 4), wall time (median of ``--repeats``), its stages from a cProfile run (noise
+   estimation, tile alignment, network incl. its global pre-alignment, ...), and ``bm3d.bm3d`` on
+   frame 0 in a fresh process. ``--src LABEL=DIR ...`` runs the command from other source trees too
+   (``PYTHONPATH=DIR``, e.g. ``git archive OLD src | tar -x -C /tmp/old`` for a before/after),
+   interleaved so that drifting load hits them alike; ``--json FILE`` appends every run.
+6. ``--sections align`` (not run by default): HDR+ tile alignment alone (`burstkpn.align.tile_align`
+   and its parts) on that burst, in a fresh process per source tree (``--src`` as above).
+7. ``--sections memory`` (not run by default): the peak memory of one tile (VmHWM in a fresh process
+   minus its resident size before the tile) for ``--memory-models`` at ``--memory-sides`` and 1 or 3
+   planes, against `burstkpn.pipeline.model_bytes_per_pixel` (what ``--memory-gb`` plans with).
+
 A benchmark, not a test: timings on shared cores are noisy, so each figure is a median.
 """
 
@@ -257,6 +270,248 @@ def inference_options(model, noisy: torch.Tensor, clean: np.ndarray, noise: tupl
         print(f"| {name} | {t / mp:.3f} | {base[0] / t:.2f}x | {psnr:.2f} | {psnr - base[1]:+.3f} |")
 
 
+# --- the whole command: `burstkpn denoise` on a grayscale PNG burst -------------------------------
+
+STAGES = {  # stage -> (file suffix, function) whose cumulative time it is, in a cProfile of the command
+    "load the burst": ("pipeline.py", "load_input"),
+    "noise estimation": ("pipeline.py", "resolve_noise"),
+    "tile alignment": ("align/tiles.py", "tile_align"),
+    "network (incl. global pre-alignment)": ("models/kpn.py", "denoise_array"),
+    "  of which global pre-alignment": ("align/shifts.py", "align_global"),
+    "write": ("io/outputs.py", "write_denoised"),
+}
+
+
+def write_gray_burst(folder: Path, size: int, photo: str | None, frames: int = 8, seed: int = 0):
+    """8-bit grayscale PNG frames frame_00.png ... of ``size``², shifted by up to ±8 px, gain-4 noise."""
+    from PIL import Image
+
+    from burstkpn.camera import linear_to_srgb8, srgb8_to_linear
+    from burstkpn.noise import add_noise, noise_level_for_gain
+
+    if photo:
+        image = Image.open(photo).convert("L")
+    else:
+        from skimage import color, data
+
+        image = Image.fromarray((color.rgb2gray(data.astronaut()) * 255).round().astype(np.uint8))
+    scale = (size + 16) / min(image.size)
+    image = image.resize((max(size + 16, round(image.width * scale)), max(size + 16, round(image.height * scale))),
+                         Image.LANCZOS)
+    gray = srgb8_to_linear(np.asarray(image)[: size + 16, : size + 16])
+    rng, level = np.random.default_rng(seed), noise_level_for_gain(GAIN)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        dy, dx = (0, 0) if i == 0 else rng.integers(-8, 9, size=2)
+        crop = gray[8 + dy : 8 + dy + size, 8 + dx : 8 + dx + size]
+        noisy = np.clip(add_noise(crop, level, rng), 0, 1)
+        Image.fromarray(linear_to_srgb8(noisy)).save(folder / f"frame_{i:02d}.png")
+    return level
+
+
+def run_command(burst: Path, out: Path, src: str | None, threads: int, profile: Path | None = None) -> float:
+    """Wall seconds of ``burstkpn denoise BURST -o OUT --model kpn`` in a fresh interpreter."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cmd = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
+    cmd += ["-m", "burstkpn.cli", "denoise", str(burst), "-o", str(out), "--model", "kpn", "--quiet",
+            "--threads", str(threads)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    return seconds
+
+
+def stage_seconds(profile: Path) -> dict[str, float]:
+    """Cumulative seconds of `STAGES` (and the profile's total) from a cProfile dump of the command."""
+    import pstats
+
+    stats = pstats.Stats(str(profile)).stats
+    out = {"profiled total": max(ct for _, _, _, ct, _ in stats.values())}
+    for stage, (suffix, name) in STAGES.items():
+        out[stage] = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.items()
+                         if func == name and file.replace(os.sep, "/").endswith(suffix))
+    return out
+
+
+def bm3d_worker(burst_dir: str) -> None:
+    """``bm3d.bm3d`` on frame 0 of the burst (linear, one σ at the image mean, the gain's noise): seconds."""
+    import bm3d as bm3d_package
+    from PIL import Image
+
+    from burstkpn.baselines.vst import effective_sigma
+    from burstkpn.camera import srgb8_to_linear
+    from burstkpn.noise import noise_level_for_gain
+
+    frame = srgb8_to_linear(np.asarray(Image.open(Path(burst_dir) / "frame_00.png"))).astype(np.float64)
+    sigma = effective_sigma(frame, noise_level_for_gain(GAIN))
+    start = time.perf_counter()
+    bm3d_package.bm3d(frame, sigma)
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def pipeline_section(args) -> None:
+    """Each repeat: per source tree a plain run (wall) and a profiled run (stages), then bm3d; the rows
+    go to ``--json`` (if given), and the table is made from all rows there (earlier invocations too)."""
+    sources = dict(item.split("=", 1) for item in args.src) if args.src else {"this tree": None}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        burst = Path(tmp) / "burst"
+        write_gray_burst(burst, args.size, args.photo)
+        for r in range(args.repeats):
+            for label, src in sources.items():
+                for kind in [k for k in ("plain", "profiled") if k in args.runs]:
+                    row = {"label": label, "kind": kind, "size": args.size, "threads": args.threads,
+                           "load": os.getloadavg()[0]}
+                    prof = Path(tmp) / "prof.out" if kind == "profiled" else None
+                    row["wall"] = run_command(burst, Path(tmp) / "out.png", src, args.threads, prof)
+                    if prof:
+                        row.update(stage_seconds(prof))
+                    rows.append(row)
+                    print(f"  run {r + 1} {label} ({kind}): {row['wall']:.1f} s", flush=True)
+            if "bm3d" in args.runs:
+                proc = subprocess.run([sys.executable, __file__, "--worker", "bm3d", "--burst-file", str(burst)],
+                                      capture_output=True, text=True, check=False,
+                                      env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+                if proc.returncode:
+                    print(f"  bm3d: {(proc.stderr.strip().splitlines() or ['failed'])[-1][:100]}")
+                    continue
+                rows.append({"label": "bm3d", "kind": "bm3d", "wall": json.loads(proc.stdout.strip().splitlines()[-1])["seconds"],
+                             "load": os.getloadavg()[0]})
+                print(f"  run {r + 1} bm3d.bm3d (frame 0): {rows[-1]['wall']:.1f} s", flush=True)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        rows = [json.loads(line) for line in Path(args.json).read_text().splitlines() if line.strip()]
+    print_pipeline_table(rows)
+
+
+def print_pipeline_table(rows: list[dict]) -> None:
+    """Medians (and run counts) per stage for each source tree; the command's speed against bm3d."""
+    labels = list(dict.fromkeys(r["label"] for r in rows if r["kind"] != "bm3d"))
+    plain = {lab: [r["wall"] for r in rows if r["label"] == lab and r["kind"] == "plain"] for lab in labels}
+    prof = {lab: [r for r in rows if r["label"] == lab and r["kind"] == "profiled"] for lab in labels}
+    bm3d_times = [r["wall"] for r in rows if r["kind"] == "bm3d"]
+
+    def med(values) -> str:
+        values = list(values)
+        return f"{statistics.median(values):.2f}" if values else "-"
+
+    print("\n| stage (median s) | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    print("| **burstkpn denoise, wall** | " + " | ".join(f"**{med(plain[lab])}** (n={len(plain[lab])})"
+                                                       for lab in labels) + " |")
+    print("| profiled run, wall | " + " | ".join(f"{med(r['wall'] for r in prof[lab])} (n={len(prof[lab])})"
+                                               for lab in labels) + " |")
+    for key in STAGES:
+        print(f"| {key} | " + " | ".join(med(r[key] for r in prof[lab]) for lab in labels) + " |")
+    print("| other: start-up (imports, model), profiler | " + " | ".join(
+        med(r["wall"] - sum(r[k] for k in STAGES if not k.startswith(" ")) for r in prof[lab]) for lab in labels) + " |")
+    if bm3d_times:
+        bm3d = statistics.median(bm3d_times)
+        print(f"| bm3d.bm3d on frame 0 (n={len(bm3d_times)}) | " + " | ".join(f"{bm3d:.2f}" for _ in labels) + " |")
+        print("| bm3d time / command time | " + " | ".join(
+            f"{bm3d / statistics.median(plain[lab]):.2f}x" if plain[lab] else "-" for lab in labels) + " |")
+
+
+def align_worker(burst_dir: str, repeats: int) -> None:
+    """`tile_align` (as the pipeline calls it, one tile = the whole burst) and its parts on the PNG
+    burst, in this process: median seconds of ``repeats`` runs after a warm-up, as one JSON line."""
+    from PIL import Image
+
+    from burstkpn.align import tiles
+    from burstkpn.align.shifts import estimate_global_shifts
+    from burstkpn.camera import srgb8_to_linear
+
+    paths = sorted(Path(burst_dir).glob("frame_*.png"))
+    frames = np.stack([srgb8_to_linear(np.asarray(Image.open(p))) for p in paths]).astype(np.float32)
+    x = torch.from_numpy(frames)
+    padded, _ = tiles.pad_for_tiles(x, tiles.DEFAULT.tile)
+    disp = tiles.align_tiles(padded)
+    prior = -estimate_global_shifts(x[None])[0].round().long()
+    parts = {
+        "tile_align (all)": lambda: tiles.tile_align(frames[None]),
+        "align_tiles (pyramid + search)": lambda: tiles.align_tiles(padded),
+        "global-shift prior (estimate_global_shifts)": lambda: estimate_global_shifts(x[None]),
+        "snap_to_prior": lambda: tiles.snap_to_prior(padded, disp, prior, tiles.DEFAULT.tile, tiles.TILE_SNAP_MARGIN),
+        "aligned_stack without the snap": lambda: tiles.aligned_stack(frames),
+    }
+    print(json.dumps({name: median_time(fn, repeats) for name, fn in parts.items()}))
+
+
+def align_section(args) -> None:
+    """The tile alignment alone, per source tree (fresh process each, interleaved)."""
+    sources = dict(item.split("=", 1) for item in args.src) if args.src else {"this tree": None}
+    results: dict[str, list[dict]] = {label: [] for label in sources}
+    with tempfile.TemporaryDirectory() as tmp:
+        burst = Path(tmp) / "burst"
+        write_gray_burst(burst, args.size, args.photo)
+        for _ in range(args.repeats):
+            for label, src in sources.items():
+                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                if src:
+                    env["PYTHONPATH"] = str(Path(src).resolve())
+                proc = subprocess.run([sys.executable, __file__, "--worker", "align", "--burst-file", str(burst),
+                                       "--repeats", "1", "--threads", str(args.threads)],
+                                      capture_output=True, text=True, env=env, check=False)
+                if proc.returncode:
+                    raise RuntimeError(proc.stderr[-1000:])
+                results[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(f"  {label}: {results[label][-1]}", flush=True)
+    labels = list(sources)
+    print("\n| part (median s) | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    for part in results[labels[0]][0]:
+        print(f"| {part} | " + " | ".join(f"{statistics.median(r[part] for r in results[lab]):.3f}" for lab in labels) + " |")
+
+
+# --- peak memory of one tile ---------------------------------------------------------------------
+
+
+def memory_worker(spec: str) -> None:
+    """One tile in this (fresh) process: ``MODEL:SIDE:PLANES[:bf16]`` -> JSON with the peak above the
+    resident size before the tile (VmHWM - VmRSS), after a 64² warm-up tile (lazy initialisation)."""
+    from burstkpn.noise import NoiseLevel
+    from burstkpn.pipeline import denoise_planes
+    from burstkpn.weights import resolve_model
+
+    model, side, planes, *flags = spec.split(":")
+    side, planes, amp = int(side), int(planes), "bf16" in flags
+    net, _ = resolve_model(model, None)
+    noisy, _, noise = make_burst(side, frames=net.config.frames)
+    burst = np.stack([noisy * (0.6 + 0.2 * c) for c in range(planes)]).astype(np.float32)  # (C, N, S, S)
+    level = NoiseLevel(*noise)
+    denoise_planes(net, burst[..., :64, :64], level, 64, amp=amp)
+    base = vm_kib("VmRSS")
+    denoise_planes(net, burst, level, side, amp=amp)
+    print(json.dumps({"extra_mb": (vm_kib("VmHWM") - base) / 1024, "base_mb": base / 1024}))
+
+
+def memory_section(args) -> None:
+    from burstkpn.pipeline import model_bytes_per_pixel
+    from burstkpn.weights import resolve_model
+
+    print("| model | planes | tile | peak above start MB | bytes/px | planned bytes/px | planned / measured |")
+    print("|---|---|---|---|---|---|---|")
+    for model in args.memory_models:
+        config = resolve_model(model, None)[0].config
+        for planes in args.memory_planes:
+            for side in args.memory_sides:
+                spec = f"{model}:{side}:{planes}" + (":bf16" if args.memory_bf16 else "")
+                cmd = [sys.executable, __file__, "--worker", "memory", "--burst-file", spec, "--threads", str(args.threads)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                      env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+                if proc.returncode:
+                    print(f"| {model} | {planes} | {side} | failed: {(proc.stderr.strip().splitlines() or ['?'])[-1][:80]} |")
+                    continue
+                extra = json.loads(proc.stdout.strip().splitlines()[-1])["extra_mb"]
+                per_px = extra * 2**20 / side**2
+                planned = model_bytes_per_pixel(config, config.frames, planes)
+                print(f"| {model} | {planes} | {side} | {extra:.0f} | {per_px:.0f} | {planned:.0f} | {planned / per_px:.2f} |",
+                      flush=True)
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -269,16 +524,47 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of fast steps (median)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sections", nargs="+", default=["methods", "split", "onnx", "options"],
-                   choices=["methods", "split", "onnx", "options"])
+                   choices=["methods", "split", "onnx", "options", "pipeline", "memory", "align"])
+    p.add_argument("--photo", help="pipeline: the photo the grayscale burst is cut from (default: the astronaut)")
+    p.add_argument("--src", nargs="*", metavar="LABEL=DIR", help="pipeline: source trees to run the command from")
+    p.add_argument("--json", help="pipeline: append every run as a JSON line to this file (the table then covers "
+                                  "all of its runs, earlier invocations too)")
+    p.add_argument("--runs", nargs="+", default=["plain", "profiled", "bm3d"], choices=["plain", "profiled", "bm3d"],
+                   help="pipeline: what each repeat runs (default all three)")
+    p.add_argument("--memory-models", nargs="+", default=["kpn"], help="memory: shipped models (or weights)")
+    p.add_argument("--memory-sides", nargs="+", type=int, default=[256, 512, 768, 1024])
+    p.add_argument("--memory-planes", nargs="+", type=int, default=[1, 3])
+    p.add_argument("--memory-bf16", action="store_true", help="memory: under bf16 autocast")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--burst-file", help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.worker == "bm3d":
+        return bm3d_worker(args.burst_file)
+    if args.worker == "memory":  # the allocator as `burstkpn denoise` has it
+        return memory_worker(args.burst_file)
+    if args.worker == "align":
+        return align_worker(args.burst_file, args.repeats)
     from burstkpn.train import fix_allocator
 
     fix_allocator()
     if args.worker:
         return worker(args.worker, args.burst_file, args.repeats)
+    if {"pipeline", "memory", "align"} & set(args.sections):
+        print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads, "
+              f"torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}")
+        if "memory" in args.sections:
+            print("\n## Peak memory of one tile (fresh process each)")
+            memory_section(args)
+        if "pipeline" in args.sections:
+            print(f"\n## burstkpn denoise on an 8-frame {args.size}² grayscale PNG burst, {args.threads} threads")
+            pipeline_section(args)
+        if "align" in args.sections:
+            print(f"\n## Tile alignment alone on the same burst, {args.threads} threads")
+            align_section(args)
+        args.sections = [s for s in args.sections if s not in ("pipeline", "memory", "align")]
+        if not args.sections:
+            return None
 
     from burstkpn.noise import noise_std_map
     from burstkpn.weights import default_weights, load_model
