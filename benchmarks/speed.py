@@ -490,10 +490,12 @@ def memory_worker(spec: str) -> None:
 
 def memory_section(args) -> None:
     from burstkpn.pipeline import model_bytes_per_pixel
+    from burstkpn.tiles import TILE_FIXED_BYTES
     from burstkpn.weights import resolve_model
 
-    print("| model | planes | tile | peak above start MB | bytes/px | planned bytes/px | planned / measured |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | planes | tile | peak above start MB | bytes/px | planned bytes/px | planned MB (+ fixed part) "
+          "| planned / measured |")
+    print("|---|---|---|---|---|---|---|---|")
     for model in args.memory_models:
         config = resolve_model(model, None)[0].config
         for planes in args.memory_planes:
@@ -508,8 +510,9 @@ def memory_section(args) -> None:
                 extra = json.loads(proc.stdout.strip().splitlines()[-1])["extra_mb"]
                 per_px = extra * 2**20 / side**2
                 planned = model_bytes_per_pixel(config, config.frames, planes)
-                print(f"| {model} | {planes} | {side} | {extra:.0f} | {per_px:.0f} | {planned:.0f} | {planned / per_px:.2f} |",
-                      flush=True)
+                planned_mb = (TILE_FIXED_BYTES + planned * side**2) / 2**20  # what `choose_tile` plans with
+                print(f"| {model} | {planes} | {side} | {extra:.0f} | {per_px:.0f} | {planned:.0f} | {planned_mb:.0f} | "
+                      f"{planned_mb / extra:.2f} |", flush=True)
 
 
 # --- main ----------------------------------------------------------------------------------------

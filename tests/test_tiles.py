@@ -59,20 +59,21 @@ def test_choose_tile_shrinks_to_the_fewest_tiles_that_cover_the_image():
         assert counts(side) == counts(largest)
         if side - 32 >= max(2 * overlap, 32):  # and no smaller side on the grid would do
             assert counts(side - 32) != counts(side)
-    assert choose_tile(1024, 1024, 2**31, 2430, 32) == 544  # 2 x 2 tiles of 544², not of 896² (or 3 x 3 of 512²)
+    assert choose_tile(1024, 1024, 2**31, 2527, 32) == 544  # 2 x 2 tiles of 544², not of 896² (or 3 x 3 of 512²)
     assert choose_tile(100, 100, 100 * 100 * 1000 + 2**20, 1000, fixed_bytes=2**20) == 100  # fixed part + pixels fit
     assert choose_tile(100, 100, 100 * 100 * 1000, 1000, fixed_bytes=2**20) < 100  # the fixed part counts
 
 
 # Peak memory of one tile of the shipped `kpn` (MB above the resident size before the tile, fresh
 # processes, 8 frames, fp32; `python benchmarks/speed.py --sections memory`, docs/speed-pipeline.md)
-MEASURED_KPN_MB = {(1, 256): 151, (1, 512): 485, (1, 768): 1171, (1, 1024): 1996,
-                   (3, 256): 195, (3, 512): 644, (3, 768): 1213, (3, 1024): 2110}
+MEASURED_KPN_MB = {(1, 256): 194, (1, 512): 588, (1, 768): 1239, (1, 1024): 2185,
+                   (3, 256): 205, (3, 512): 661, (3, 768): 1452, (3, 1024): 2174}
 
 
 def test_memory_plan_covers_the_measured_peaks_with_a_margin():
     """What `choose_tile` plans with (the fixed part plus `model_bytes_per_pixel` per pixel) is above
-    every measured peak, by at least 10 %, and not wildly above (the tiles stay large)."""
+    every measured peak, by at least 15 % (the same run varies by ±10 %), and not wildly above (the
+    tiles stay large)."""
     from burstkpn.pipeline import model_bytes_per_pixel
     from burstkpn.tiles import TILE_FIXED_BYTES
     from burstkpn.weights import resolve_model
@@ -80,7 +81,7 @@ def test_memory_plan_covers_the_measured_peaks_with_a_margin():
     config = resolve_model("kpn", None)[0].config
     for (planes, side), measured in MEASURED_KPN_MB.items():
         planned = (TILE_FIXED_BYTES + side * side * model_bytes_per_pixel(config, 8, planes)) / 2**20
-        assert 1.1 * measured <= planned <= 1.6 * measured, (planes, side, planned, measured)
+        assert 1.15 * measured <= planned <= 1.6 * measured, (planes, side, planned, measured)
 
 
 PEAK_SCRIPT = """

@@ -266,9 +266,10 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
     Counted in float32 maps per pixel, phase by phase (the peak is the largest phase plus what stays
     alive throughout), and fitted to the peak resident memory measured in fresh processes (VmHWM above
     the resident size before the tile; ``python benchmarks/speed.py --sections memory``,
-    docs/speed-pipeline.md): the shipped ``kpn`` measured 1.94-2.08 kB/px at 512-1024² tiles (2.4 kB at
-    256², where a fixed part shows; `burstkpn.tiles.choose_tile` keeps that back), 2.11-2.16 kB with
-    3 planes; this count gives 1.94 / 2.17 kB before the 1.25 safety factor. The network's phases:
+    docs/speed-pipeline.md): the shipped ``kpn`` measured 2.2-2.4 kB/px at 512-1024² tiles (3.1 kB at
+    256², where a fixed part shows; `burstkpn.tiles.choose_tile` keeps that back), 2.2-2.6 kB with
+    3 planes, and the same process ±10 % run to run; this count gives 1.94 / 2.17 kB before the 1.3
+    safety factor. The network's phases:
 
     - head: its output (the kernel maps, N·K² + ...) and a transient copy of it as the 1x1 convolution
       writes it, its input, and the kernel application's padded burst, per-frame results and output;
@@ -303,7 +304,7 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
     alignment = 16 * n + 8 * n * planes
     held = planes * (3 * n + 2) + 2 * (planes + 1)  # the tile's planes, their aligned copy, outputs; blending sums
     floats = max(head, after, gating, decoder, alignment) + held
-    return 1.25 * 4 * floats
+    return 1.3 * 4 * floats
 
 
 def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,

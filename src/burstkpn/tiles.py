@@ -17,10 +17,10 @@ from burstkpn.errors import BurstKPNError
 # included (bytes, float32, inference): a conservative planning figure for `choose_tile`.
 DEFAULT_BYTES_PER_PIXEL = 16_384
 TILE_MULTIPLE = 32  # U-Nets pad to a multiple of 2**depth; keep tiles on that grid
-# The part of a tile's peak memory that does not grow with its pixels (allocator arenas, thread and
-# convolution workspaces): 20-60 MB measured for the shipped KPN (docs/speed-pipeline.md). `choose_tile`
-# keeps it back from the budget (at most half of a small budget).
-TILE_FIXED_BYTES = 64 * 2**20
+# The part of a tile's peak memory that does not grow with its pixels (malloc arenas, one per thread
+# that allocated, thread and convolution workspaces): 30-90 MB measured for the shipped KPN
+# (docs/speed-pipeline.md). `choose_tile` keeps it back from the budget (at most half of a small budget).
+TILE_FIXED_BYTES = 96 * 2**20
 
 
 def choose_tile(height: int, width: int, budget_bytes: float, bytes_per_pixel: float = DEFAULT_BYTES_PER_PIXEL,
