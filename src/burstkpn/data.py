@@ -64,6 +64,12 @@ def load_images(
             continue
         images.append(image)
         kept.append(path)
+    report_skipped(unreadable, small, min_side, len(paths), len(images))
+    return images, kept
+
+
+def report_skipped(unreadable: list[str], small: list[str], min_side: int, n_paths: int, n_kept: int) -> None:
+    """Warn (naming them) about photos a loader skipped; a one-line error when none was usable."""
     for message in unreadable:
         print(f"burstkpn: warning: skipped {message}", file=sys.stderr)
     if small:
@@ -72,9 +78,8 @@ def load_images(
             + ", ".join(small[:5]) + (" ..." if len(small) > 5 else ""),
             file=sys.stderr,
         )
-    if not images:
-        raise BurstKPNError(f"no usable image among {len(paths)} (need readable images of at least {min_side} px)")
-    return images, kept
+    if not n_kept:
+        raise BurstKPNError(f"no usable image among {n_paths} (need readable images of at least {min_side} px)")
 
 
 @dataclass(frozen=True)
@@ -233,16 +238,7 @@ def load_display_photos(paths: list[Path], min_side: int, progress: bool = True)
             pixels = np.round(pixels * 65535.0).astype(np.uint16)
         images.append(np.ascontiguousarray(pixels))
         kept.append(path)
-    for message in unreadable:
-        print(f"burstkpn: warning: skipped {message}", file=sys.stderr)
-    if small:
-        print(
-            f"burstkpn: warning: skipped {len(small)} image(s) smaller than {min_side} px on the short side: "
-            + ", ".join(small[:5]) + (" ..." if len(small) > 5 else ""),
-            file=sys.stderr,
-        )
-    if not images:
-        raise BurstKPNError(f"no usable image among {len(paths)} (need readable images of at least {min_side} px)")
+    report_skipped(unreadable, small, min_side, len(paths), len(images))
     return images, kept
 
 

@@ -364,6 +364,17 @@ def unwrap(model: nn.Module) -> BurstDenoiser:
     return model.module if hasattr(model, "module") else model
 
 
+def check_shifts(shifts, config, b: int, n: int, device) -> torch.Tensor:
+    """Known shifts for ``predict`` (or `planar.predict_planar`) as a (B, n, 2) float32 tensor; a one-line error
+    when the model does not pre-align or the shape is wrong."""
+    if config.prealign == "none":
+        raise BurstKPNError("shifts were given, but this model does not pre-align its frames (prealign = none)")
+    shifts = torch.as_tensor(shifts, dtype=torch.float32, device=device)
+    if shifts.shape != (b, n, 2):
+        raise BurstKPNError(f"shifts must have shape ({b}, {n}, 2), got {tuple(shifts.shape)}")
+    return shifts
+
+
 def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: bool = False,
             valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Denoise a batch of bursts with the preprocessing the model's config names.
@@ -388,11 +399,7 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     b, n = burst.shape[:2]
     frames = torch.arange(n, device=burst.device).expand(b, n)
     if shifts is not None:
-        if config.prealign == "none":
-            raise BurstKPNError("shifts were given, but this model does not pre-align its frames (prealign = none)")
-        shifts = torch.as_tensor(shifts, dtype=torch.float32, device=burst.device)
-        if shifts.shape != (b, n, 2):
-            raise BurstKPNError(f"shifts must have shape ({b}, {n}, 2), got {tuple(shifts.shape)}")
+        shifts = check_shifts(shifts, config, b, n, burst.device)
     if n > config.frames:
         from burstkpn.align import select_frames
 

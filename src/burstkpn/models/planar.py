@@ -35,6 +35,7 @@ from burstkpn.models.kpn import (
     ModelConfig,
     RobustGate,
     blend_weight,
+    check_shifts,
     frame_mean,
     gate_scale,
     normalize_kernel_sum,
@@ -271,11 +272,7 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
     b, c, n, h, w = burst.shape
     frames = torch.arange(n, device=burst.device).expand(b, n)
     if shifts is not None:
-        if config.prealign == "none":
-            raise BurstKPNError("shifts were given, but this model does not pre-align its frames (prealign = none)")
-        shifts = torch.as_tensor(shifts, dtype=torch.float32, device=burst.device)
-        if shifts.shape != (b, n, 2):
-            raise BurstKPNError(f"shifts must have shape ({b}, {n}, 2), got {tuple(shifts.shape)}")
+        shifts = check_shifts(shifts, config, b, n, burst.device)
     if n > config.frames:
         from burstkpn.align import select_frames
 
