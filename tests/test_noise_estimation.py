@@ -271,3 +271,69 @@ def test_real_burst_spatial_and_temporal_agree_within_30_percent(real_planes):
     assert both.reliable and not both.disagree
     assert total_std(both.noise, y) == pytest.approx(min(total_std(spatial, y), total_std(temporal, y)))
     assert total_std(spatial, y) > 1e-3  # the old estimator gave ~0 on this burst
+
+
+# ------------------------------------------------------------------------ dark, black-clipped bursts
+
+
+def dark_clipped_burst(seed: int, truth=NoiseLevel(0.036, 0.016)):
+    """A dark static scene (0-0.15, gain-4-like noise): most of it within 3 noise std of 0, ~25 % at 0."""
+    rng = np.random.default_rng(seed)
+    linear = to_grayscale(srgb8_to_linear(data.camera()[::2, ::2]))
+    clean = np.repeat(0.15 * linear[None, :160, :160], 8, axis=0)
+    return clean[0], np.clip(add_noise(clean, truth, rng), 0.0, None), truth
+
+
+def test_censored_bins_unbiased_down_to_the_black_point():
+    from burstkpn.noise_estimation import _censored_bins
+
+    truth = NoiseLevel(0.036, 0.016)
+    x = np.tile(np.linspace(0.0, 0.15, 256), (256, 1))
+    noisy = np.clip(add_noise(np.repeat(x[None], 8, axis=0), truth, np.random.default_rng(3)), 0.0, None)
+    assert (noisy == 0).mean() > 0.1
+    ys, vs, _ = _censored_bins(noisy[None], clip_points(noisy), 16, 200)
+    # from half a noise std above 0 (CENSORED_MARGIN keeps bins from there; below, the pixels with fewer than
+    # half their values at 0 are a selected sample) to the ramp's far end (binned by neighbours: one-sided)
+    inner = (ys > 0.5 * total_std(truth, ys)) & (ys < 0.13)
+    assert inner.sum() >= 8
+    ratio = np.sqrt(vs[inner]) / total_std(truth, ys[inner])
+    assert np.all(np.abs(ratio - 1) < 0.08), ratio
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dark_black_clipped_burst_uses_the_censored_temporal_estimate(seed):
+    clean, noisy, truth = dark_clipped_burst(seed)
+    assert (noisy == 0).mean() > 0.15
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoiseEstimateWarning)
+        est = estimate_burst_noise(noisy)
+    y = float(np.median(clean))
+    assert est.chosen == "temporal" and "censored" in est.description
+    assert total_std(est.noise, y) == pytest.approx(total_std(truth, y), rel=0.15)
+    # the spatial estimate alone is the truncated sample the censored bins replace: clearly low
+    assert total_std(est.spatial, y) < 0.85 * total_std(truth, y)
+
+
+def test_large_bursts_are_estimated_on_aligned_tiles():
+    """A 512² burst with whole-pixel shake, subsampled (2**16 px per frame): the temporal estimate on the
+    tiles moved by the shifts matches the truth and the full estimate; tiles cut without the shifts would
+    see the texture move (mutation: the temporal estimate more than doubles)."""
+    from burstkpn.noise_estimation import subsample_tiles
+
+    rng = np.random.default_rng(4)
+    linear = to_grayscale(srgb8_to_linear(data.astronaut()))[:, :]  # 512², textured
+    shifts = [(0, 0), (3, -2), (-4, 1), (2, 5), (-1, -3), (5, 0)]
+    clean = np.stack([np.roll(linear, s, axis=(0, 1)) for s in shifts]).astype(np.float32)
+    truth = NoiseLevel(0.01, 0.004)
+    noisy = add_noise(clean, truth, rng).astype(np.float32)
+    unaligned, aligned = subsample_tiles(noisy[None], max_pixels=2**16)
+    assert aligned.shape == (4, 6, 128, 128)
+    # the aligned tiles of frame i are frame 0's tile content, moved back: the clean parts coincide
+    clean_tiles = subsample_tiles(clean[None], max_pixels=2**16)[1]
+    assert np.array_equal(clean_tiles[:, 3], clean_tiles[:, 0])
+    y = float(np.median(clean))
+    sub = estimate_burst_noise(noisy, max_pixels=2**16)
+    full = estimate_burst_noise(noisy, max_pixels=None)
+    assert total_std(sub.temporal, y) == pytest.approx(total_std(truth, y), rel=0.1)
+    assert total_std(sub.noise, y) == pytest.approx(total_std(full.noise, y), rel=0.05)
+    assert subsample_tiles(noisy[None], max_pixels=512**2) is None  # small enough: every pixel

@@ -70,6 +70,7 @@ both are sound (each one's failure only adds variance), whichever is sound other
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -158,14 +159,14 @@ def _usable_bins(ys, vs, ns, min_count: int) -> np.ndarray:
     return ok
 
 
-def _near_clip(ys: np.ndarray, level: NoiseLevel, points) -> np.ndarray:
+def _near_clip(ys: np.ndarray, level: NoiseLevel, points, margin: float = CLIP_MARGIN) -> np.ndarray:
     std = np.sqrt(level.sigma_read**2 + level.sigma_shot * np.clip(ys, 0, None))
     near = np.zeros(ys.shape, dtype=bool)
     low, high = points
     if high is not None:
-        near |= ys > high - CLIP_MARGIN * std
+        near |= ys > high - margin * std
     if low is not None:
-        near |= ys < low + CLIP_MARGIN * std
+        near |= ys < low + margin * std
     return near
 
 
@@ -272,6 +273,7 @@ class _Estimate:
     bins: int  # bins in the final fit
     problem: str  # why it is unreliable, "" when fine
     median_intensity: float  # median of the unclipped intensities
+    censored: int = 0  # temporal: censored bins (near a clip point) in the final fit
 
 
 def _spatial(burst: np.ndarray, bins: int, white: float, black: float, min_count: int = 200) -> _Estimate:
@@ -316,6 +318,108 @@ def estimate_noise(burst: np.ndarray, bins: int = 16, white: float = 1.0, black:
 def _chi2_median_factor(dof: int) -> float:
     """Median of s^2 / var for Gaussian samples with ``dof`` degrees of freedom."""
     return float(chi2.ppf(0.5, dof) / dof)
+
+
+CENSORED_MARGIN = 0.5  # censored bins closer than this many noise stds to their clip point are dropped
+
+
+@functools.lru_cache(maxsize=32)
+def _half_spread_median(n: int) -> float:
+    """Median, over Gaussian samples of ``n`` values with std 1, of `_half_spread` (fixed seed)."""
+    draws = np.random.default_rng(0).standard_normal((200_000, n))
+    return float(np.median(_half_spread(np.sort(draws, axis=1).T, upper=np.ones(200_000, dtype=bool))))
+
+
+def _half_spread(ordered: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(N, P) sorted samples -> (P,) mean distance from the median of the half away from the clip point.
+
+    ``upper``: (P,) True for a pixel near the black point (use the values above its median), False near the
+    white point (those below). A value clipped on the other side never enters: with fewer than N/2 clipped
+    values the median and that half are exactly what they would be without clipping.
+    """
+    n = ordered.shape[0]
+    median = np.median(ordered, axis=0)
+    above = ordered[n - n // 2:].mean(axis=0) - median
+    below = median - ordered[: n // 2].mean(axis=0)
+    return np.where(upper, above, below)
+
+
+def _censored_bins(stack: np.ndarray, points, bins: int, min_count: int):
+    """Bins near the clip points from pixels where some frames clip: (intensity, variance, pixels) each (K,).
+
+    Per pixel position with fewer than N/2 of its N values clipped (and none at the other clip point): the
+    median and the half of the values away from the clip point are those of the unclipped noise, so the mean
+    distance of that half from the median, over its Gaussian value (`_half_spread_median`), estimates the
+    noise std; pixels are binned by the mean median of their 24 neighbours (a mean of values is biased by the
+    clipping, and the pixel's own median by its noise). Per bin: the lower half by gradient of the median
+    image (flat), the median of the spreads (robust to some motion).
+    """
+    low, high = points
+    n = stack.shape[1]
+    meds, spreads, channels = [], [], []
+    for c in range(stack.shape[0]):
+        ordered = np.sort(stack[c], axis=0)
+        at_low = clip_mask(ordered, (low, None)).sum(axis=0)
+        at_high = clip_mask(ordered, (None, high)).sum(axis=0)
+        median = np.median(ordered, axis=0)
+        near_low = np.full(median.shape, low is not None)
+        if low is not None and high is not None:
+            near_low = median - low < high - median
+        ok = np.where(near_low, (at_low < n / 2) & (at_high == 0), (at_high < n / 2) & (at_low == 0))
+        gy, gx = np.gradient(median)
+        flatness = gy**2 + gx**2
+        # binned by the neighbours' medians (the pixel itself left out): binning by its own median would
+        # select on its own noise, and that noise is not independent of its spread
+        box = _LEVEL_WINDOW**2
+        level = (ndimage.uniform_filter(median, _LEVEL_WINDOW) * box - median) / (box - 1)
+        spread = _half_spread(ordered[:, ok], near_low[ok])
+        meds.append(level[ok])
+        spreads.append(np.stack([spread, flatness[ok]]))
+        channels.append(np.full(int(ok.sum()), c))
+    median = np.concatenate(meds)
+    spread, flatness = np.concatenate(spreads, axis=1)
+    if median.size < 2 * min_count:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    edges = _bin_edges(median, bins, min_count)
+    which = _bin_index(median, edges)
+    factor = _half_spread_median(n)
+    ys, vs, ns = [], [], []
+    for k in range(len(edges) - 1):
+        sel = np.flatnonzero(which == k)
+        if sel.size < min_count:
+            continue
+        sel = sel[flatness[sel] <= np.quantile(flatness[sel], TEMPORAL_FLAT_KEEP)]
+        ys.append(np.median(median[sel]))
+        vs.append((np.median(spread[sel]) / factor) ** 2)
+        ns.append(sel.size // 2)  # about half the information of a full sample variance
+    return np.array(ys), np.array(vs), np.array(ns)
+
+
+def _fit_with_censored(ys, vs, ns, yc, vc, nc, points, min_count: int):
+    """`_fit_bins` for the temporal estimate, whose bins near a clip point come from censored pixels.
+
+    Regular bins (unclipped pixel positions) within ``CLIP_MARGIN`` std of a clip point are truncated samples
+    and dropped (as in `_fit_bins`); censored bins are kept there, down to ``CENSORED_MARGIN`` std of the clip
+    point. Returns (level or None, regular bins used (mask), censored bins used (mask), problem).
+    """
+    if yc.size == 0:
+        level, used, problem = _fit_bins(ys, vs, ns, points, min_count)
+        return level, used, np.zeros(0, dtype=bool), problem
+    ok = _usable_bins(ys, vs, ns, min_count) if ys.size else np.zeros(0, dtype=bool)
+    okc = _usable_bins(yc, vc, nc, min_count // 2)
+    if ok.sum() + okc.sum() < 2:
+        return None, ok, okc, f"only {int(ok.sum() + okc.sum())} usable intensity bin(s)"
+    level = _fit(np.concatenate([ys[ok], yc[okc]]), np.concatenate([vs[ok], vc[okc]]), np.concatenate([ns[ok], nc[okc]]))
+    for _ in range(2):  # the margins depend on the level: fit, select, refit
+        keep = ok & ~_near_clip(ys, level, points)
+        keepc = okc & _near_clip(yc, level, points)
+        if CENSORED_MARGIN > 0:
+            keepc &= ~_near_clip(yc, level, points, margin=CENSORED_MARGIN)
+        if keep.sum() + keepc.sum() < 2:
+            return level, ok, okc, f"all usable bins lie within {CLIP_MARGIN:g} noise std of a clip point (biased low)"
+        level = _fit(np.concatenate([ys[keep], yc[keepc]]), np.concatenate([vs[keep], vc[keepc]]),
+                     np.concatenate([ns[keep], nc[keepc]]))
+    return level, keep, keepc, ""
 
 
 TEMPORAL_FLAT_KEEP = 0.5  # temporal: share of each bin's static pixels kept, those of lowest gradient
@@ -388,16 +492,24 @@ def _temporal(aligned: np.ndarray, bins: int, white: float, black: float, min_co
         gradients.append(gradient[good])
         channels.append(np.full(int(good.sum()), c, dtype=np.int16))
     mean, s2, local, gradient, channel = (np.concatenate(v) for v in (means, s2s, locals_, gradients, channels))
-    if mean.size < 2 * min_count:
-        return _Estimate(None, int(mean.size), 0, f"only {mean.size} unclipped pixel position(s)", median)
-    edges = _bin_edges(mean, bins, min_count)
-    ys, vs, ns, static = _temporal_bins(mean, s2, local, gradient, channel, edges, min_count, n - 1)
-    if len(ys) < 2:
-        return _Estimate(None, int(mean.size), 0, "fewer than two intensity bins of static, unclipped pixels", median)
-    level, used, problem = _fit_bins(ys, vs, ns, points, min_count)
+    # pixel positions where some frames clip are not lost: near a clip point they give censored bins
+    yc = vc = nc = np.zeros(0)
+    if clipped_values.any():
+        yc, vc, nc = _censored_bins(stack, points, bins, min_count)
+    ys = vs = ns = static = np.zeros(0)
+    if mean.size >= 2 * min_count:
+        edges = _bin_edges(mean, bins, min_count)
+        ys, vs, ns, static = _temporal_bins(mean, s2, local, gradient, channel, edges, min_count, n - 1)
+    if len(ys) + len(yc) < 2:
+        why = (f"only {mean.size} unclipped pixel position(s)" if mean.size < 2 * min_count
+               else "fewer than two intensity bins of static, unclipped pixels")
+        return _Estimate(None, int(mean.size), 0, why, median)
+    level, used, used_censored, problem = _fit_with_censored(ys, vs, ns, yc, vc, nc, points, min_count)
     if level is None:
         return _Estimate(None, int(mean.size), 0, problem + " of static, unclipped pixels", median)
-    return _Estimate(level, int(static[used].sum()), int(used.sum()), problem, median)
+    pixels = int(static[used].sum()) + 2 * int(nc[used_censored].sum())
+    return _Estimate(level, pixels, int(used.sum() + used_censored.sum()), problem, median,
+                     censored=int(used_censored.sum()))
 
 
 def estimate_noise_temporal(frames: np.ndarray, bins: int = 16, white: float = 1.0, black: float = 0.0) -> NoiseLevel:
@@ -440,6 +552,47 @@ def integer_aligned(frames: np.ndarray) -> np.ndarray:
     return out if stack.ndim == 4 else out[0]
 
 
+SUBSAMPLE_PIXELS = 2**18  # per frame and channel: larger bursts are estimated on a grid of tiles this big in all
+SUBSAMPLE_TILE = 128
+SHIFT_CROP = 512  # the whole-pixel global shifts are found on a central crop this big
+
+
+def subsample_tiles(frames: np.ndarray, max_pixels: int = SUBSAMPLE_PIXELS,
+                    tile: int = SUBSAMPLE_TILE) -> tuple[np.ndarray, np.ndarray] | None:
+    """A grid of tiles of a large burst, as they are and moved onto frame 0 by whole pixels.
+
+    frames: (C, N, H, W). Returns (unaligned, aligned), each (C * T, N, tile, tile): T tiles on a regular
+    grid (about ``max_pixels / tile**2`` of them) over the area every shifted frame covers, the channels and
+    tiles stacked as channels of one burst (the estimators pool channels); the aligned tiles are cut from
+    each frame at the tile's place minus the frame's whole-pixel global shift, found on a central crop
+    (`burstkpn.align.estimate_global_shifts`), so no pixel is interpolated. None when the burst has at most
+    ``max_pixels`` per frame (estimate on all of it) or shifts too large for the grid.
+    """
+    import torch
+
+    from burstkpn.align import estimate_global_shifts
+
+    c, n, h, w = frames.shape
+    if h * w <= max_pixels or min(h, w) < 4 * tile:
+        return None
+    cy, cx = max(0, (h - SHIFT_CROP) // 2), max(0, (w - SHIFT_CROP) // 2)
+    centre = frames[:, :, cy : cy + SHIFT_CROP, cx : cx + SHIFT_CROP].mean(axis=0)
+    shifts = estimate_global_shifts(torch.from_numpy(np.ascontiguousarray(centre, dtype=np.float32))[None])[0]
+    shifts = shifts.round().long().numpy()
+    margin = int(np.abs(shifts).max())
+    if h - 2 * margin < 2 * tile or w - 2 * margin < 2 * tile:
+        return None
+    count = max(2, int(np.sqrt(max_pixels / tile**2)))
+    tops = np.linspace(margin, h - margin - tile, count).round().astype(int)
+    lefts = np.linspace(margin, w - margin - tile, count).round().astype(int)
+    places = [(t, l) for t in tops for l in lefts]
+    unaligned = np.stack([frames[:, :, t : t + tile, l : l + tile] for t, l in places], axis=1)
+    # aligned_i(p) = frame_i(p - shift_i), as `integer_aligned`
+    aligned = np.stack([np.stack([frames[:, i, t - dy : t - dy + tile, l - dx : l - dx + tile]
+                                  for i, (dy, dx) in enumerate(shifts)], axis=1) for t, l in places], axis=1)
+    return unaligned.reshape(-1, n, tile, tile), aligned.reshape(-1, n, tile, tile)
+
+
 def total_std(level: NoiseLevel, y: float) -> float:
     """Total noise std of ``level`` at intensity ``y``."""
     return float(np.sqrt(level.sigma_read**2 + level.sigma_shot * max(y, 0.0)))
@@ -472,8 +625,8 @@ def _fmt(level: NoiseLevel | None) -> str:
 
 
 def estimate_burst_noise(frames: np.ndarray, aligned: np.ndarray | None = None, bins: int = 16,
-                         white: float = 1.0, black: float = 0.0,
-                         min_static_pixels: int = 2000) -> BurstNoiseEstimate:
+                         white: float = 1.0, black: float = 0.0, min_static_pixels: int = 2000,
+                         max_pixels: int | None = SUBSAMPLE_PIXELS) -> BurstNoiseEstimate:
     """Spatial and temporal noise estimates of a burst, and the one to use.
 
     frames: (N, H, W) linear, frame 0 the reference, or (C, N, H, W) channels / CFA planes of one burst
@@ -493,10 +646,20 @@ def estimate_burst_noise(frames: np.ndarray, aligned: np.ndarray | None = None, 
     the excess sitting in the textured bright bins; on static synthetic bursts both are within 1 %).
     When the chosen estimate is a fallback, a `NoiseEstimateWarning` is issued and ``reliable`` is
     False; when neither can be made, `BurstKPNError` (naming ``--noise``).
+
+    Bursts of more than ``max_pixels`` per frame (and no ``aligned``) are estimated on a regular grid of
+    128-px tiles, ``max_pixels`` in all (`subsample_tiles`): the estimate needs a few thousand pixels per
+    intensity bin, not millions (timed in docs/speed-pipeline.md; the same estimate within a few %,
+    tests/test_noise_estimation.py). None: every pixel.
     """
     stack = np.asarray(frames, dtype=np.float32)
     if stack.ndim not in (3, 4):
         raise BurstKPNError(f"expected an (N, H, W) or (C, N, H, W) burst, got shape {stack.shape}")
+    tiles = None
+    if aligned is None and max_pixels is not None and stack.shape[-3] >= 2:
+        tiles = subsample_tiles(stack if stack.ndim == 4 else stack[None], max_pixels)
+    if tiles is not None:
+        stack, aligned_tiles = tiles
     pooled = stack.reshape(-1, *stack.shape[-2:])
     try:
         spatial, s_error = _spatial(pooled, bins, white, black), ""
@@ -508,7 +671,12 @@ def estimate_burst_noise(frames: np.ndarray, aligned: np.ndarray | None = None, 
     n = stack.shape[-3]
     temporal = None
     if n >= MIN_TEMPORAL_FRAMES:
-        candidates = [np.asarray(aligned, dtype=np.float32)] if aligned is not None else [stack, integer_aligned(stack)]
+        if tiles is not None:
+            candidates = [stack, aligned_tiles]
+        elif aligned is not None:
+            candidates = [np.asarray(aligned, dtype=np.float32)]
+        else:
+            candidates = [stack, integer_aligned(stack)]
         for moved in candidates:
             if moved.ndim < 3 or min(moved.shape[-2:]) < 8:
                 continue
@@ -526,20 +694,30 @@ def estimate_burst_noise(frames: np.ndarray, aligned: np.ndarray | None = None, 
     elif temporal.level is None or temporal.problem:
         t_why = f"temporal: {temporal.problem}"
     else:
-        t_why = f"temporal: {temporal.pixels} static pixels in {temporal.bins} bins"
-    if spatial_ok and temporal_ok:
+        t_why = f"temporal: {temporal.pixels} static pixels in {temporal.bins} bins" + (
+            f" ({temporal.censored} censored, near a clip point)" if temporal.censored else "")
+    # the spatial estimate only sees pixels whose whole neighbourhood is unclipped: where the bulk of the
+    # burst lies within a few noise std of a clip point, those are a truncated sample (biased low), and the
+    # temporal estimate, whose bins there come from censored pixels, is the one to trust
+    truncated = (temporal_ok and temporal.censored > 0
+                 and bool(_near_clip(np.array([intensity]), t_level, points)[0]))
+    if spatial_ok and temporal_ok and truncated:
+        chosen, reliable = "temporal", True
+        why = (f"the median unclipped intensity lies within {CLIP_MARGIN:g} noise std of a clip point, where the "
+               f"spatial estimate is truncated; {t_why}")
+    elif spatial_ok and temporal_ok:
         reliable = True
         chosen = "temporal" if total_std(t_level, intensity) <= total_std(s_level, intensity) else "spatial"
         why = f"the lower of both; {t_why}"
     elif temporal_ok:
         chosen, reliable = "temporal", True
-        why = f"spatial: {spatial.problem}" if spatial is not None else f"spatial: {s_error}"
-    elif spatial is not None:
+        why = f"{t_why}; spatial: " + (spatial.problem if spatial is not None else s_error)
+    elif spatial is not None and (spatial_ok or t_level is None or temporal.problem):
         chosen, reliable = "spatial", spatial_ok
         why = t_why + (f"; spatial: {spatial.problem}" if spatial.problem else "")
-    elif t_level is not None:
+    elif t_level is not None:  # both fall short: a sound temporal fit on few pixels beats a fallback
         chosen, reliable = "temporal", False
-        why = f"spatial: {s_error}; {t_why}"
+        why = f"spatial: {spatial.problem if spatial is not None else s_error}; {t_why}"
     else:
         raise BurstKPNError(f"cannot estimate the burst's noise level: spatial: {s_error}; {t_why}")
     noise = t_level if chosen == "temporal" else s_level
