@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 import burstkpn.weights
 from burstkpn.camera import linear_to_srgb8, srgb8_to_linear
@@ -121,8 +122,9 @@ def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys, monk
         assert default_weights(frames=5).name == "kpn-variable.safetensors"
         assert default_weights(frames=12) == default_weights(frames=8) == found
     # An install without shipped weights (e.g. a bare source tree) must say so in one line.
-    monkeypatch.setattr(burstkpn.weights, "default_weights", lambda frames=None: None)
-    assert main(["denoise", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
+    monkeypatch.setattr(burstkpn.weights, "default_weights", lambda frames=None, layout=None: None)
+    _gray_burst(tmp_path / "burst", 8)
+    assert main(["denoise", str(tmp_path / "burst"), "-o", str(tmp_path / "x.png")]) == 2
     assert "no default model is shipped" in capsys.readouterr().err
     assert parse_noise("auto") is None and parse_noise("0.01,0.002") == NoiseLevel(0.01, 0.002)
     with pytest.raises(BurstKPNError):
@@ -206,3 +208,27 @@ def test_portrait_phone_jpegs_come_out_portrait_with_their_icc_profile_and_exif(
         kept = out.getexif()
         assert kept.get(274, 1) == 1 and kept[271] == "PortraitPhone"
         assert kept.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+
+
+def test_colour_and_raw_bursts_default_to_a_shipped_joint_model(tmp_path, monkeypatch):
+    """With a joint model shipped (here a small untrained one, as kpn-rgb), a colour burst takes it by default,
+    a grayscale burst the grayscale default, and ``model="kpn"`` keeps the per-channel path."""
+    from burstkpn.models import ModelConfig, build_model
+    from burstkpn.models.planar import planar_from_gray
+    from burstkpn.pipeline import denoise_burst
+    from burstkpn.weights import save_weights, shipped_weights
+
+    torch.manual_seed(0)
+    gray = build_model(ModelConfig(kind="kpn", widths=(8, 16), frames=8)).eval()
+    joint = tmp_path / "kpn-rgb.safetensors"
+    save_weights(planar_from_gray(gray, 3), joint)
+    real = list(shipped_weights())
+    monkeypatch.setattr(burstkpn.weights, "shipped_weights", lambda: real + [joint])
+    assert burstkpn.weights.default_weights(8, "colour") == joint
+    assert burstkpn.weights.default_weights(8, "raw") != joint
+    rng = np.random.default_rng(0)
+    colour = np.clip(0.4 + 0.05 * rng.standard_normal((8, 32, 32, 3)), 0, 1).astype(np.float32)
+    assert denoise_burst(colour, noise=(0.01, 0.005)).model == "kpn-rgb"
+    if real:
+        assert denoise_burst(colour, noise=(0.01, 0.005), model="kpn").model == "kpn"
+        assert denoise_burst(colour[..., 0], noise=(0.01, 0.005)).model == "kpn"

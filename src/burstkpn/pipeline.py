@@ -142,9 +142,13 @@ def prepare(burst, noise=None, model=None, reference: int = 0, gamma_16bit: bool
 
     log = log or (lambda text: None)
     given = as_noise_level(noise)
-    # the model first (cheap, and a missing or broken weights file fails before a large burst is read)
-    net, weights = resolve_model(model, None if model else burst_length(burst), log=log)
+    # a given model first (cheap, and a missing or broken weights file fails before a large burst is read);
+    # the default after loading, since a raw or colour burst takes the shipped joint model when there is one
+    if model:
+        net, weights = resolve_model(model, log=log)
     loaded = load_input(burst, reference, linear16=not gamma_16bit)
+    if not model:
+        net, weights = resolve_model(None, len(loaded.frames), log=log, layout=burst_layout(loaded, raw_mode))
     check_length(len(loaded.frames), net.config, log)
     planes = split_channels(loaded, raw_mode)
     level, source = resolve_noise(loaded, planes, given, raw_mode)
@@ -161,20 +165,6 @@ def as_noise_level(noise) -> NoiseLevel | None:
     except (TypeError, ValueError):
         raise BurstKPNError(f"noise must be (sigma_read, sigma_shot), got {noise!r}") from None
     return NoiseLevel(read, shot)
-
-
-def burst_length(burst) -> int | None:
-    """How many frames a burst has, without reading it (None if the inputs are not a burst: loading says why)."""
-    if isinstance(burst, Burst):
-        return len(burst.frames)
-    if isinstance(burst, np.ndarray):
-        return burst.shape[0] if burst.ndim >= 3 else None
-    from burstkpn.io.bursts import burst_paths
-
-    try:
-        return len(burst_paths([burst] if isinstance(burst, (str, Path)) else list(burst)))
-    except (BurstKPNError, TypeError):
-        return None
 
 
 def load_input(burst, reference: int = 0, linear16: bool = True) -> Burst:
@@ -210,6 +200,13 @@ def check_length(n: int, config, note: Callable[[str], None]) -> None:
              f"other {n - 1} that align best to it")
     elif n < frames:
         note(f"note: {n} frame(s); the model takes up to {frames} and marks the {frames - n} missing ones as absent")
+
+
+def burst_layout(burst: Burst, raw_mode: str = "full") -> str:
+    """"raw" (a Bayer burst denoised at full resolution), "colour" or "gray": which default model it takes."""
+    if burst.kind == "raw":
+        return "raw" if raw_mode == "full" else "gray"
+    return "colour" if burst.is_colour else "gray"
 
 
 def split_channels(burst: Burst, raw_mode: str = "full") -> np.ndarray:

@@ -34,13 +34,23 @@ def shipped_weights() -> list[Path]:
 SHORT_BURST_MODEL = "kpn-variable"  # shipped model for bursts shorter than the default takes
 
 
-def default_weights(frames: int | None = None) -> Path | None:
+JOINT_MODELS = {"raw": "kpn-bayer", "colour": "kpn-rgb"}  # shipped joint models, default for these bursts
+
+
+def default_weights(frames: int | None = None, layout: str | None = None) -> Path | None:
     """The shipped default model (``pretrained/kpn.safetensors``), or None if this install has none.
 
-    With ``frames`` (a burst's length) shorter than the default model takes, the shipped
-    variable-length model (``kpn-variable``) when there is one.
+    ``layout``: "raw" (a Bayer burst denoised at full resolution) or "colour" picks the shipped joint model
+    for it (`JOINT_MODELS`) when there is one and it takes a burst of ``frames`` frames; otherwise the
+    grayscale default runs per plane. With ``frames`` (a burst's length) shorter than the default model
+    takes, the shipped variable-length model (``kpn-variable``) when there is one.
     """
     shipped = {p.stem: p for p in shipped_weights()}
+    joint = shipped.get(JOINT_MODELS.get(layout, ""))
+    if joint is not None:
+        config = read_metadata(joint)["config"]
+        if frames is None or frames >= config.frames or config.variable_frames:
+            return joint
     default = shipped.get(DEFAULT_MODEL)
     if (frames is not None and default is not None and SHORT_BURST_MODEL in shipped
             and frames < read_metadata(default)["config"].frames):
@@ -121,7 +131,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
 
 
 def resolve_model(name_or_path: str | Path | None = None, frames: int | None = None,
-                  log=None) -> tuple[BurstDenoiser, Path]:
+                  log=None, layout: str | None = None) -> tuple[BurstDenoiser, Path]:
     """(model, weights path): ``name_or_path`` (a .safetensors file, or the name of a model shipped with
     burstkpn, e.g. ``kpn-local``), else the shipped model for a burst of ``frames`` frames
     (`default_weights`); a one-line error if neither. ``log`` (e.g. ``print``) receives a note when a
@@ -129,10 +139,10 @@ def resolve_model(name_or_path: str | Path | None = None, frames: int | None = N
     path = str(name_or_path) if name_or_path else None
     if path and not Path(path).exists():
         path = str({p.stem: p for p in shipped_weights()}.get(path, path))
-    weights = Path(path) if path else default_weights(frames)
+    weights = Path(path) if path else default_weights(frames, layout)
     if weights is None:
         raise BurstKPNError("no model given and no default model is shipped with this version of burstkpn yet: "
                             "pass a weights file (see `burstkpn train`)")
-    if not path and weights.stem != DEFAULT_MODEL and log is not None:
+    if not path and weights.stem != DEFAULT_MODEL and weights.stem not in JOINT_MODELS.values() and log is not None:
         log(f"note: {frames} frames: using the shipped {weights.stem} model (the default {DEFAULT_MODEL} takes more)")
     return load_model(weights), weights
