@@ -17,7 +17,7 @@ import torch
 
 from burstkpn.config import from_dict
 from burstkpn.models import build_model
-from burstkpn.train import TrainConfig, load_checkpoint
+from burstkpn.train import TrainConfig, load_checkpoint, planar_config
 from burstkpn.weights import save_weights
 
 
@@ -30,7 +30,12 @@ def main() -> None:
     args = p.parse_args()
     checkpoint = load_checkpoint(args.run / "checkpoint.pt")
     cfg = from_dict(TrainConfig, checkpoint["config"])
-    model = build_model(cfg.model)
+    if cfg.colour.planar:  # a joint colour/raw run
+        from burstkpn.models.planar import build_planar
+
+        model = build_planar(planar_config(cfg))
+    else:
+        model = build_model(cfg.model)
     model.load_state_dict(checkpoint.get("ema") or checkpoint["model"])  # averaged weights when the run keeps them
     info = {"steps": int(checkpoint["step"]), "train": checkpoint["config"]}
     if (args.run / "init.json").exists():
