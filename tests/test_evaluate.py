@@ -173,3 +173,20 @@ def test_a_model_method_sees_the_noise_map_of_each_bursts_level(testset_file, tm
         want = np.sqrt(ts.sigma_read[i] ** 2 + ts.sigma_shot[i] * np.clip(ts.noisy[i, 0], 0, None))
         assert noise_map.shape == (1, 1, *want.shape)
         np.testing.assert_allclose(noise_map[0, 0].numpy(), want, rtol=1e-5)
+
+
+def test_a_joint_model_on_a_grayscale_set_is_a_clear_error(tmp_path):
+    """A joint colour/raw model cannot denoise grayscale bursts: `model_method` says where to evaluate it."""
+    import torch
+
+    from burstkpn.errors import BurstKPNError
+    from burstkpn.evaluate import model_method
+    from burstkpn.models import ModelConfig, build_model
+    from burstkpn.models.planar import planar_from_gray
+    from burstkpn.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "joint.safetensors"
+    save_weights(planar_from_gray(build_model(ModelConfig(kind="kpn", widths=(8, 16), frames=8)), 4), path)
+    with pytest.raises(BurstKPNError, match="joint 4-plane model.*--colour bayer"):
+        model_method(path)

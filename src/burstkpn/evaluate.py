@@ -75,6 +75,10 @@ def model_method(path: str | Path) -> Method:
     from burstkpn.weights import load_model, model_name
 
     model = load_model(path)
+    planes = getattr(model.config, "planes", None)
+    if planes is not None:  # a joint colour/raw model (`models.planar`) cannot denoise a grayscale burst
+        raise BurstKPNError(f"{Path(path).name}: a joint {planes}-plane model; evaluate it on a colour test set "
+                            f"(burstkpn synth --colour {'bayer' if planes == 4 else 'rgb'})")
     return Method(model_name(model), lambda burst, noise: denoise_array(model, burst, noise), model=model)
 
 
