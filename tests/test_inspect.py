@@ -9,6 +9,7 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from burstkpn import inspect
 from burstkpn.cli import main
@@ -167,9 +168,9 @@ def _seen_planes(monkeypatch):
     seen = []
     original = inspect.inspect_burst
 
-    def spy(model, frames, noise):
+    def spy(model, frames, noise, plane=0):
         seen.append(np.array(frames))
-        return original(model, frames, noise)
+        return original(model, frames, noise, plane=plane)
 
     monkeypatch.setattr(inspect, "inspect_burst", spy)
     return seen
@@ -249,3 +250,39 @@ def test_contributions_count_the_blend_toward_the_mean():
     assert ins.blend is not None and np.allclose(ins.blend, 1.0)
     assert np.allclose(ins.contributions, 0.25, atol=1e-6)
     np.testing.assert_allclose(ins.output, frames.mean(axis=0), atol=1e-5)
+
+
+def test_inspect_raw_with_a_joint_model_shows_the_named_plane_as_denoise_makes_it(plane_weights, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """A joint 4-plane model on a GRBG burst: inspect flips it to RGGB as denoise does, inspects the named CFA
+    plane and flips the result back: the reference frame it shows is that plane of the mosaic, and its output
+    is that plane of `denoise_burst`'s output (wrong plane index or a missing flip fails)."""
+    pytest.importorskip("rawpy")
+    from burstkpn.io.raw import bayer_planes, read_raw
+    from burstkpn.models.planar import planar_from_gray
+    from burstkpn.pipeline import denoise_burst
+    from burstkpn.weights import load_model
+    from rawburst import write_raw_burst
+
+    joint = tmp_path / "joint.safetensors"
+    gray = load_model(plane_weights)
+    torch.manual_seed(1)
+    with torch.no_grad():  # not mean-initialised: kernels that differ per pixel, so a flip shows
+        for p in gray.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_weights(planar_from_gray(gray, 4), joint)
+    (tmp_path / "raw").mkdir()
+    _, paths = write_raw_burst(tmp_path / "raw", frames=4, size=48, pattern="GRBG")
+    mosaic = read_raw(paths[0]).mosaic
+    shown = []
+    original = inspect.flip_inspection
+    monkeypatch.setattr(inspect, "flip_inspection", lambda ins, axes: shown.append(original(ins, axes)) or shown[-1])
+    expected = bayer_planes(denoise_burst(paths, model=joint, align=False).image)
+    for plane, k in (("R", 1), ("Gb", 3)):
+        out = tmp_path / f"out_{plane}"
+        assert main(["inspect", str(tmp_path / "raw"), "--model", str(joint), "-o", str(out), "--no-align",
+                     "--plane", plane]) == 0
+        assert "sees all 4 planes" in capsys.readouterr().out
+        np.testing.assert_allclose(shown[-1].frames[0], bayer_planes(mosaic)[k], atol=1e-6)
+        np.testing.assert_allclose(shown[-1].output, expected[k], atol=1e-4)
+        assert json.loads((out / "inspect.json").read_text())["plane"] == plane

@@ -117,7 +117,7 @@ XYZ_TO_CAMS: dict[str, tuple[tuple[float, float, float], ...]] = {
 
 BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 # each pattern is RGGB seen through flips of the (even-sized) image: axes of an (..., H, W) mosaic
-_PATTERN_FLIPS = {"RGGB": (), "GRBG": (-1,), "GBRG": (-2,), "BGGR": (-2, -1)}
+PATTERN_FLIPS = {"RGGB": (), "GRBG": (-1,), "GBRG": (-2,), "BGGR": (-2, -1)}
 WB_INFLECTION = 0.9  # `inverse_white_balance`: above this mean value the gains fade to 1 (highlights stay bright)
 GAMMA_FLOOR = 1e-8  # Brooks et al.'s clamp before the power law
 
@@ -237,7 +237,7 @@ def mosaic(rgb: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     if rgb.ndim < 3 or rgb.shape[-1] != 3:
         raise ValueError(f"expected (..., H, W, 3), got shape {rgb.shape}")
     _check_even(rgb.shape[-3:-1], "a Bayer mosaic")
-    flips = _PATTERN_FLIPS[pattern]
+    flips = PATTERN_FLIPS[pattern]
     image = np.flip(rgb, axis=tuple(a - 1 for a in flips)) if flips else rgb
     out = np.empty(image.shape[:-1], dtype=image.dtype)
     out[..., 0::2, 0::2] = image[..., 0::2, 0::2, 0]

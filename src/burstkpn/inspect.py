@@ -42,6 +42,22 @@ class Inspection:
     blend: np.ndarray | None = None
 
 
+def flip_inspection(ins: Inspection, axes: tuple[int, ...]) -> Inspection:
+    """The same inspection seen through flips of the image (``axes``: -2 rows, -1 columns): every map is
+    flipped, and so are the kernels' taps (a tap that reads the pixel to the right reads the one to the left
+    in the flipped image). Used to show a joint model's RGGB-frame result on a mosaic of another pattern."""
+    if not axes:
+        return ins
+    taps = tuple({-2: -4, -1: -3}[a] for a in axes)  # kernels (N, K, K, H, W): the tap axes before H, W
+
+    def flip(a):
+        return None if a is None else np.ascontiguousarray(np.flip(a, axes))
+
+    kernels = np.ascontiguousarray(np.flip(ins.kernels, axes + taps))
+    return Inspection(flip(ins.frames), kernels, flip(ins.output), flip(ins.noise_map), flip(ins.contributions),
+                      flip(ins.dominant), flip(ins.residual), flip(ins.blend))
+
+
 def contributions(kernels: np.ndarray) -> np.ndarray:
     """(N, K, K, H, W) -> (N, H, W): each frame's total weight at each output pixel."""
     if kernels.ndim != 5 or kernels.shape[1] != kernels.shape[2]:
@@ -49,26 +65,44 @@ def contributions(kernels: np.ndarray) -> np.ndarray:
     return kernels.sum(axis=(1, 2))
 
 
-def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel) -> Inspection:
-    """Run a KPN on one grayscale burst (N, H, W) linear and keep everything it predicted."""
+def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel, plane: int = 0) -> Inspection:
+    """Run a KPN on one grayscale burst (N, H, W) linear and keep everything it predicted.
+
+    A joint colour/raw model (`models.planar`) takes all planes, (C, N, H, W), and the inspection is of
+    plane ``plane``: its frames as the network saw them, its kernels, its output (the network sees every
+    plane; each plane has its own kernels).
+    """
     import torch
 
     from burstkpn.models.kpn import predict
 
     if getattr(model.config, "kind", "") == "dpn":
         raise BurstKPNError("inspect needs a kernel prediction network; this model is a DPN (it predicts pixels, not kernels)")
-    if frames.ndim != 3:
-        raise BurstKPNError(f"expected one grayscale burst of shape (N, H, W), got {frames.shape}")
-    h, w = frames.shape[1:]
+    planes = getattr(model.config, "planes", None)
+    want = 3 if planes is None else 4
+    if frames.ndim != want or (planes is not None and frames.shape[0] != planes):
+        what = "(N, H, W) grayscale burst" if planes is None else f"({planes}, N, H, W) burst of planes"
+        raise BurstKPNError(f"expected one {what}, got {frames.shape}")
+    if planes is not None and not 0 <= plane < planes:
+        raise BurstKPNError(f"plane {plane} is out of range for a {planes}-plane model")
+    h, w = frames.shape[-2:]
     if h * w > MAX_PIXELS:
         raise BurstKPNError(f"inspect keeps every pixel's kernels; {w}x{h} is over {MAX_PIXELS} px: pass --crop X,Y,W,H")
+    x = torch.from_numpy(np.ascontiguousarray(frames, np.float32))[None]
     with torch.inference_mode():
-        out = predict(model, torch.from_numpy(np.ascontiguousarray(frames, np.float32))[None], noise.sigma_read, noise.sigma_shot)
-    seen = out["burst"][0].numpy()
-    kernels = out["kernels"][0].float().numpy()
-    output = out["output"][0].float().numpy()
+        if planes is None:
+            out = predict(model, x, noise.sigma_read, noise.sigma_shot)
+            pick = lambda t: t[0]  # noqa: E731
+        else:
+            from burstkpn.models.planar import predict_planar
+
+            out = predict_planar(model, x, noise.sigma_read, noise.sigma_shot)
+            pick = lambda t: t[0, plane]  # noqa: E731
+    seen = pick(out["burst"]).numpy()
+    kernels = pick(out["kernels"]).float().numpy()
+    output = pick(out["output"]).float().numpy()
     contrib = contributions(kernels)
-    blend = out["blend"][0].float().numpy() if "blend" in out else None
+    blend = pick(out["blend"]).float().numpy() if "blend" in out else None
     if blend is not None:  # the output is (1 - b)·kernels' merge + b·mean of the valid frames
         valid = out["valid"][0].float().numpy()
         contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]

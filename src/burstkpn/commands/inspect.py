@@ -129,10 +129,24 @@ def load_real(args) -> tuple[dict, object, Path]:
     kind = "raw" if burst.kind == "raw" else "colour" if burst.is_colour else "gray"
     description = f"{description} of a {kind} burst"
     print(f"inspecting the {description}")
-    frames = planes[0 if index is None else index]
+    index = 0 if index is None else index
+    joint = getattr(model.config, "planes", None) is not None
+    # a joint model sees every plane (one alignment for all, as denoise does) and is inspected on one; it takes
+    # RGGB planes, so another CFA layout is flipped to RGGB (as denoise does) and the result flipped back
+    frames, flips, model_index = (planes if joint else planes[index]), (), index
+    if joint and burst.kind == "raw" and burst.raw_reference.pattern != "RGGB":
+        from burstkpn.models.planar import PATTERN_FLIPS, bayer_to_planes
+
+        flips = PATTERN_FLIPS[burst.raw_reference.pattern]
+        frames = np.ascontiguousarray(bayer_to_planes(burst.frames, burst.raw_reference.pattern).transpose(1, 0, 2, 3))
+        row, col = divmod(index, 2)  # the plane's place in the 2x2 block, after the flips
+        model_index = 2 * (1 - row if -2 in flips else row) + (1 - col if -1 in flips else col)
     data = {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,
             "source": f"{len(burst.paths)} frames from {burst.paths[0].parent}, {name}",
-            "plane": name, "plane_description": description}
+            "plane": name, "plane_description": description, "plane_index": model_index if joint else 0,
+            "flips": flips}
+    if joint:
+        print(f"joint model {weights.stem}: it sees all {len(planes)} planes; showing its kernels for the {name} plane")
     return data, model, weights
 
 
@@ -149,9 +163,16 @@ def run(args: argparse.Namespace) -> int:
         data, model, weights = load_real(args)
     frames, clean = data["frames"], data["clean"]
     if args.crop:
-        rows, cols = inspect.parse_crop(args.crop, frames.shape[2], frames.shape[1])
-        frames, clean = frames[:, rows, cols], (None if clean is None else clean[rows, cols])
-    ins = inspect.inspect_burst(model, frames, data["noise"])
+        rows, cols = inspect.parse_crop(args.crop, frames.shape[-1], frames.shape[-2])
+        clean = None if clean is None else clean[rows, cols]
+        # frames flipped to RGGB for a joint model: the same region, read through the flips
+        h, w = frames.shape[-2:]
+        rows = slice(h - rows.stop, h - rows.start) if -2 in data.get("flips", ()) else rows
+        cols = slice(w - cols.stop, w - cols.start) if -1 in data.get("flips", ()) else cols
+        frames = frames[..., rows, cols]
+    ins = inspect.inspect_burst(model, frames, data["noise"], plane=data.get("plane_index", 0))
+    ins = inspect.flip_inspection(ins, data.get("flips", ()))  # back to the mosaic's own orientation
+    frames = ins.frames  # the inspected plane's frames, (N, H, W)
     h, w = frames.shape[1:]
     k = model.config.kernel_size
     pixels = inspect.parse_pixels(args.pixels, w, h) if args.pixels else inspect.choose_pixels(ins.frames, ins.noise_map, k)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from burstkpn.camera import PATTERN_FLIPS  # a CFA pattern is RGGB seen through flips of the mosaic
 from burstkpn.errors import BurstKPNError
 from burstkpn.kernels import apply_kernels
 from burstkpn.models.kpn import (
@@ -47,8 +48,6 @@ from burstkpn.noise import noise_std_map
 
 # planes whose mean guides alignment and frame selection: the greens of RGGB planes, G of RGB
 GREEN_PLANES = {4: (1, 2), 3: (1,)}
-# a CFA pattern is RGGB seen through flips of the (even-sized) mosaic (as in `camera.mosaic`)
-_PATTERN_FLIPS = {"RGGB": (), "GRBG": (-1,), "GBRG": (-2,), "BGGR": (-2, -1)}
 
 
 @dataclass(frozen=True)
@@ -325,9 +324,9 @@ def bayer_to_planes(mosaic: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     RGGB (as `camera.mosaic`), then `io.raw.bayer_planes`. Shifts measured on the planes are in the flipped frame."""
     from burstkpn.io.raw import bayer_planes
 
-    if pattern not in _PATTERN_FLIPS:
-        raise BurstKPNError(f"unknown Bayer pattern {pattern!r}: use one of {', '.join(_PATTERN_FLIPS)}")
-    flips = _PATTERN_FLIPS[pattern]
+    if pattern not in PATTERN_FLIPS:
+        raise BurstKPNError(f"unknown Bayer pattern {pattern!r}: use one of {', '.join(PATTERN_FLIPS)}")
+    flips = PATTERN_FLIPS[pattern]
     return np.ascontiguousarray(bayer_planes(np.flip(mosaic, flips) if flips else np.asarray(mosaic)))
 
 
@@ -335,9 +334,9 @@ def planes_to_bayer(planes: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
     """Inverse of `bayer_to_planes`: (..., 4, h, w) RGGB planes -> (..., 2h, 2w) mosaic in ``pattern``."""
     from burstkpn.io.raw import mosaic_from_planes
 
-    if pattern not in _PATTERN_FLIPS:
-        raise BurstKPNError(f"unknown Bayer pattern {pattern!r}: use one of {', '.join(_PATTERN_FLIPS)}")
-    flips = _PATTERN_FLIPS[pattern]
+    if pattern not in PATTERN_FLIPS:
+        raise BurstKPNError(f"unknown Bayer pattern {pattern!r}: use one of {', '.join(PATTERN_FLIPS)}")
+    flips = PATTERN_FLIPS[pattern]
     out = mosaic_from_planes(np.asarray(planes))
     return np.ascontiguousarray(np.flip(out, flips)) if flips else out
 
