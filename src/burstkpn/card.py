@@ -84,5 +84,6 @@ def ship(weights: str | Path, card: WeightCard, out_dir: str | Path) -> tuple[Pa
 def _as_config(architecture: dict) -> dict:
     from burstkpn.config import from_dict
     from burstkpn.models.kpn import ModelConfig
+    from burstkpn.models.planar import PlanarConfig
 
-    return asdict(from_dict(ModelConfig, architecture))
+    return asdict(from_dict(PlanarConfig if "planes" in architecture else ModelConfig, architecture))
