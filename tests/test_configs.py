@@ -84,7 +84,8 @@ def test_a_recipes_command_runs_that_recipe_from_its_init(path):
 def test_each_name_is_produced_once_and_each_shipped_model_by_a_config():
     names = [h["produces"] for h in HEADERS.values() if "produces" in h]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
-    shipped = {p.stem for p in PRETRAINED.glob("*.safetensors")}
+    # NAME-preview: the run of the recipe that produces NAME, shipped before its schedule ended
+    shipped = {p.stem.removesuffix("-preview") for p in PRETRAINED.glob("*.safetensors")}
     assert shipped, PRETRAINED
     assert not shipped - set(names), f"shipped without a recipe: {sorted(shipped - set(names))}"
 
