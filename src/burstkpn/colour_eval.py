@@ -47,10 +47,10 @@ from burstkpn.evaluate import (
     _csv_text,
     _fit_length,
     _named_apart,
-    _parse_max_bursts,
     _rows,
     _save_figure,
     describe_testset,
+    limit_methods,
     markdown_table,
     scene_order,
 )
@@ -359,12 +359,7 @@ def resolve_colour_methods(spec: str, colour: str, models=(), max_bursts=(), bf1
                                         (tile_aligned, "tile-aligned", {"align": True})):
             if wanted:
                 out.append(_model_method(m.model, colour, m.name, suffix, **options))
-    limits = _parse_max_bursts(max_bursts, [m.name for m in out])
-    for m in out:
-        m.max_scenes = limits.get(m.name, limits.get(None))
-    if len({m.name for m in out}) != len(out):
-        raise BurstKPNError(f"two methods share a name: {', '.join(m.name for m in out)}")
-    return out
+    return limit_methods(out, max_bursts)
 
 
 # --- running ---------------------------------------------------------------------------------------

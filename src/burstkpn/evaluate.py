@@ -137,6 +137,11 @@ def resolve_methods(spec: str, models=(), max_bursts=(), bf16: bool = False, ens
     twins = [twin for wanted, twin in ((bf16, bf16_twin), (ensemble, ensemble_twin), (tile_aligned, tile_aligned_twin))
              if wanted]
     methods = [t for m in methods for t in ([m] + ([twin(m) for twin in twins] if m.model is not None and m.denoise else []))]
+    return limit_methods(methods, max_bursts)
+
+
+def limit_methods(methods: list[Method], max_bursts=()) -> list[Method]:
+    """Give each method its ``--max-bursts`` scene limit; a one-line error if two methods share a name."""
     limits = _parse_max_bursts(max_bursts, [m.name for m in methods])
     for m in methods:
         m.max_scenes = limits.get(m.name, limits.get(None))
