@@ -74,12 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from burstkpn.report import evaluate_report
 
     evaluate_report(out, ev, testset, description, {m.name: m.model for m in methods if m.model is not None})
-    print((out / "results.md").read_text())
-    for name, seconds in ev.seconds.items():
-        print(f"{name:<16} {seconds:8.1f} s")
-    print(f"wrote {out}/: results.csv, results.md, per_burst.csv, psnr_vs_gain.png, crops.png, config.json, report.html "
-          f"in {time.perf_counter() - start:.0f} s")
-    return 0
+    return _report_done(out, ev, "results.csv, results.md, per_burst.csv, psnr_vs_gain.png, crops.png, config.json, "
+                        "report.html", start)
 
 
 def run_colour(args: argparse.Namespace, testset, out) -> int:
@@ -113,9 +109,13 @@ def run_colour(args: argparse.Namespace, testset, out) -> int:
     }
     with atomic_output(out / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2))
+    return _report_done(out, ev, "results.csv, results.md, per_burst.csv, crops.png, config.json", start)
+
+
+def _report_done(out, ev, files: str, start: float) -> int:
+    """Print the results table, each method's time and what was written; the command's exit status."""
     print((out / "results.md").read_text())
     for name, seconds in ev.seconds.items():
         print(f"{name:<16} {seconds:8.1f} s")
-    print(f"wrote {out}/: results.csv, results.md, per_burst.csv, crops.png, config.json "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(f"wrote {out}/: {files} in {time.perf_counter() - start:.0f} s")
     return 0
