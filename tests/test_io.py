@@ -1,3 +1,4 @@
+import functools
 import os
 
 import numpy as np
@@ -82,6 +83,7 @@ def _exif(orientation: int, **tags):
     return exif
 
 
+@functools.cache  # built once: lcms stamps each profile with the current second, so two builds can differ
 def _icc() -> bytes:
     from PIL import ImageCms
 
