@@ -34,6 +34,27 @@ def test_dataset_statistics(photo_dir):
     assert batch["burst"].shape == (4, 8, 32, 32) and batch["sigma_read"].shape == (4,)
 
 
+def test_low_noise_share_draws_bright_quiet_bursts_from_its_own_ranges(photo_dir):
+    from burstkpn.noise import NoiseRange
+
+    quiet = NoiseRange((-2.8, -2.6), (-3.4, -3.2))
+    cfg = TrainingDataConfig(burst=BurstConfig(size=32), noise=NoiseRange((-2.0, -1.5), (-2.5, -2.0)),
+                             low_noise_fraction=0.5, low_noise=quiet, low_noise_white_level=(0.8, 1.0))
+    items = [BurstDataset(photo_dir, cfg, progress=False)[k] for k in range(120)]
+    reads = np.log10([float(it["sigma_read"]) for it in items])
+    shots = np.log10([float(it["sigma_shot"]) for it in items])
+    whites = np.array([float(it["exposure"]) for it in items])
+    low = (reads >= -2.8) & (reads <= -2.6) & (shots >= -3.4) & (shots <= -3.2)
+    assert 0.35 < low.mean() < 0.65 and np.all(low | (reads >= -2.0))  # about half; the rest from the other range
+    assert whites[low].min() >= 0.8 and whites[~low].min() < 0.5  # quiet ones bright, the rest the paper's range
+    for it in [it for it, q in zip(items, low) if q][:10]:  # the noise really is the drawn low level
+        resid = it["burst"][0] - it["clean"]
+        expected = float(it["sigma_read"]) ** 2 + float(it["sigma_shot"]) * float(it["clean"].mean())
+        assert float(resid.var()) == pytest.approx(expected, rel=0.35)
+    with pytest.raises(BurstKPNError, match="low_noise"):
+        TrainingDataConfig(low_noise_fraction=1.5)
+
+
 def test_dataset_skips_unreadable_and_small_files_with_a_warning(photo_dir, tmp_path, capsys):
     (tmp_path / "good.png").write_bytes((photo_dir / "camera.png").read_bytes())
     (tmp_path / "photo_broken_7.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")

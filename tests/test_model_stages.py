@@ -112,6 +112,35 @@ def test_robust_gate_hands_a_disagreeing_frames_weight_to_the_others():
     assert sums[2, 22:42, 22:42].mean() < 0.1 * sums[1, 22:42, 22:42].mean()
 
 
+def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():
+    """Normalised kernels with dc_bound: output = normalised + clip((s - 1)·normalised, +-dc_bound·sigma), s the
+    free kernels' sum and sigma the noise map: loud bursts get the free kernels' output (the model grown from
+    free kernels starts where it was), quiet ones a DC gain within dc_bound·sigma of 1."""
+    free = build_model(ModelConfig(**TINY, init="random"))
+    with torch.no_grad():
+        free.unet.head.weight.normal_(0, 0.05)
+        free.unet.head.bias.add_(0.03)  # kernel sums well away from 1 (about 1 + 36·0.03)
+    bounded = build_model(ModelConfig(**TINY, init="random", normalize_kernels=True, dc_bound=1.0))
+    bounded.load_state_dict(grow_state(free.state_dict(), bounded))
+    burst = 0.2 + 0.6 * torch.rand(2, 4, 24, 24)
+    with torch.no_grad():
+        for sigma_read in (1.0, 0.02, 1e-4):
+            loose, tight = predict(free, burst, sigma_read, 0.0), predict(bounded, burst, sigma_read, 0.0)
+            sums = loose["kernels"].sum(dim=(1, 2, 3))
+            normalised = loose["output"] / sums
+            limit = torch.full_like(normalised, sigma_read)  # the noise map: sigma_read with no shot noise
+            want = normalised + torch.minimum(torch.maximum(normalised * (sums - 1), -limit), limit)
+            torch.testing.assert_close(tight["output"], want, rtol=0, atol=1e-5)
+            moved = (tight["output"] - normalised).abs()
+            if sigma_read == 1.0:  # unclipped (all but pixels whose sum is near 0): the free kernels' output
+                inside = (normalised * (sums - 1)).abs() < sigma_read
+                assert inside.float().mean() > 0.99
+                torch.testing.assert_close(tight["output"][inside], loose["output"][inside], rtol=0, atol=1e-5)
+            else:  # clipped at the bound, far from the free output
+                assert moved.max() <= sigma_read + 1e-6 and (loose["output"] - normalised).abs().median() > 0.05
+                assert (moved > 0.99 * sigma_read).float().mean() > 0.9
+
+
 def test_model_config_rejects_bad_stages():
     with pytest.raises(BurstKPNError, match="coarse_scales"):
         ModelConfig(coarse_scales=(4,))
@@ -123,6 +152,10 @@ def test_model_config_rejects_bad_stages():
         ModelConfig(kind="dpn", coarse_scales=(3,))
     with pytest.raises(BurstKPNError, match="difference_inputs"):
         ModelConfig(kind="kpn-blind", difference_inputs=True)
+    with pytest.raises(BurstKPNError, match="dc_bound"):
+        ModelConfig(dc_bound=1.0)  # without normalize_kernels there is nothing to bound
+    with pytest.raises(BurstKPNError, match="dc_bound"):
+        ModelConfig(normalize_kernels=True, dc_bound=-1.0)
 
 
 def test_native_bf16_follows_the_cpu_flags():

@@ -109,12 +109,19 @@ class TrainingDataConfig:
     saturated_fraction: float = 0.0
     saturated_white_level: tuple[float, float] = (1.0, 6.0)
     black_clip_fraction: float = 0.0
+    # a share of well-exposed, low-noise bursts (base ISO and around it, the question the log-uniform noise
+    # range asks a few percent of the time): noise drawn from low_noise, white level from low_noise_white_level
+    low_noise_fraction: float = 0.0
+    low_noise: NoiseRange = field(default_factory=lambda: NoiseRange((-3.0, -2.3), (-4.0, -3.0)))
+    low_noise_white_level: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self) -> None:
         shares = (self.local_fraction, self.short_fraction, self.static_fraction, self.integer_fraction,
-                  self.saturated_fraction, self.black_clip_fraction)
+                  self.saturated_fraction, self.black_clip_fraction, self.low_noise_fraction)
         if not all(0.0 <= f <= 1.0 for f in shares):
-            raise BurstKPNError("local/short/static/integer/saturated/black_clip fractions must lie in [0, 1]")
+            raise BurstKPNError("local/short/static/integer/saturated/black_clip/low_noise fractions must lie in [0, 1]")
+        if not 0.0 < self.low_noise_white_level[0] <= self.low_noise_white_level[1]:
+            raise BurstKPNError(f"low_noise_white_level must satisfy 0 < low <= high, got {self.low_noise_white_level}")
         if self.static_fraction + self.integer_fraction + self.local_fraction > 1.0:
             raise BurstKPNError("static_fraction + integer_fraction + local_fraction must be at most 1")
         if not self.aligned_downsample or any(d < 1 for d in self.aligned_downsample) or self.integer_shift < 0:
@@ -156,10 +163,10 @@ class BurstDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(k)])
         image = self.images[int(rng.integers(len(self.images)))]
         cfg = self.cfg
-        local, geometry, saturated, exposure = draw_burst_kind(cfg, rng)
+        local, geometry, saturated, exposure, noise = draw_burst_kind(cfg, rng)
         scene = make_scene(image, rng, geometry, cfg.local if local else None, exposure)
         white = scene.white_level
-        level = sample_noise_level(rng, cfg.noise)
+        level = sample_noise_level(rng, noise)
         clean_frames = scene.frames
         valid = np.ones(cfg.burst.frames, np.float32)
         if cfg.short_fraction > 0 and cfg.min_frames < cfg.burst.frames and rng.random() < cfg.short_fraction:
@@ -186,15 +193,16 @@ class BurstDataset(Dataset):
 
 def draw_burst_kind(cfg: TrainingDataConfig, rng: np.random.Generator):
     """The kind of one training burst, in a fixed order of draws (grayscale and colour streams alike):
-    (local motion?, burst geometry, saturated?, white-level range). Extra draws happen only when a feature
-    is on, so the paper's stream stays what it was."""
+    (local motion?, burst geometry, saturated?, white-level range, noise range). Extra draws happen only
+    when a feature is on, so the paper's stream stays what it was."""
     local = cfg.local_fraction > 0 and rng.random() < cfg.local_fraction
     geometry = cfg.burst
     if not local and cfg.static_fraction + cfg.integer_fraction > 0:
         geometry = aligned_geometry(cfg, rng)
     saturated = cfg.saturated_fraction > 0 and rng.random() < cfg.saturated_fraction
-    exposure = cfg.saturated_white_level if saturated else cfg.white_level
-    return local, geometry, saturated, exposure
+    quiet = cfg.low_noise_fraction > 0 and rng.random() < cfg.low_noise_fraction
+    exposure = cfg.saturated_white_level if saturated else cfg.low_noise_white_level if quiet else cfg.white_level
+    return local, geometry, saturated, exposure, cfg.low_noise if quiet else cfg.noise
 
 
 def aligned_geometry(cfg: TrainingDataConfig, rng: np.random.Generator) -> BurstConfig:
@@ -299,7 +307,7 @@ class ColourBurstDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(k)])
         image = self.images[int(rng.integers(len(self.images)))]
         cfg = self.cfg
-        local, geometry, saturated, exposure = draw_burst_kind(cfg, rng)
+        local, geometry, saturated, exposure, noise = draw_burst_kind(cfg, rng)
         params = sample_camera_params(rng, "RGGB")
         # only the window the burst needs is unprocessed (every stage is per pixel)
         side = geometry.window + (2 * geometry.downsample * local_margin(geometry, cfg.local) if local else 0)
@@ -308,7 +316,7 @@ class ColourBurstDataset(Dataset):
         linear, _ = unprocess(display_crop(image, y, x, side), params=params, mosaicked=False)
         scene = make_colour_scene(linear.astype(np.float32), int(rng.integers(2**63)), geometry,
                                   cfg.local if local else None, exposure)
-        level = sample_noise_level(rng, cfg.noise)
+        level = sample_noise_level(rng, noise)
         valid = np.ones(cfg.burst.frames, np.float32)
         if cfg.short_fraction > 0 and cfg.min_frames < cfg.burst.frames and rng.random() < cfg.short_fraction:
             n = int(rng.integers(cfg.min_frames, cfg.burst.frames))

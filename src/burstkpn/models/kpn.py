@@ -67,6 +67,12 @@ class ModelConfig:
     # Kernel normalisation (KPN only): each pixel's kernels are divided by their sum over frames and taps,
     # so the output's DC gain is exactly 1 (a flat region keeps its brightness; no kernel-sum jitter).
     normalize_kernels: bool = False
+    # Bounded DC correction (with normalize_kernels): the kernels' own sum s may still move the output, by
+    # (s - 1)·(normalised output) clipped to +-dc_bound·sigma (the noise map). Where noise is high the model
+    # keeps the gamma-space bias the paper's free kernel sums learn (normalising them alone cost the shipped
+    # kpn 0.6-3.1 dB on Table 1; bounded at 1 sigma, 0.0-0.1 dB); at base ISO a mis-predicted sum cannot
+    # shift a clean frame's brightness by more than its noise.
+    dc_bound: float = 0.0
     # Blend toward the mean (KPN only): one more head output b in [0, 1] per pixel, and
     # output = (1 - b)·kernels' output + b·mean of the frames, so a burst whose frames agree can be merged
     # exactly by the mean (what the kernels only approximate). b = 0 at first (its head weights are zero).
@@ -91,6 +97,9 @@ class ModelConfig:
         for name in ("robust_gate", "normalize_kernels", "mean_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
+        if self.dc_bound < 0 or (self.dc_bound > 0 and not self.normalize_kernels):
+            raise BurstKPNError(f"dc_bound must be >= 0 and needs normalize_kernels (it bounds what the kernel sum "
+                                f"may change), got {self.dc_bound} with normalize_kernels = {self.normalize_kernels}")
         if self.half_res_output and len(self.widths) < 2:
             raise BurstKPNError("half_res_output needs at least 2 U-Net levels")
 
@@ -178,9 +187,13 @@ class KPN(BurstDenoiser):
         if self.gate is not None:
             gate = gate_scale(self.gate(burst, noise_map, valid), kernels)
             kernels = kernels * gate.to(kernels.dtype)[:, :, None, None]
+        sums = None
         if self.config.normalize_kernels:
+            sums = kernel_sum(kernels)
             kernels = normalize_kernel_sum(kernels)
         output, per_frame = apply_kernels(burst, kernels)
+        if self.config.dc_bound > 0:
+            output = output + bounded_dc_correction(output, sums, noise_map[:, 0], self.config.dc_bound)
         result = {"per_frame": per_frame, "kernels": kernels}
         if gate is not None:
             result["gate"] = gate
@@ -235,12 +248,29 @@ def frame_mean(burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     return (burst.float() * weights[:, :, None, None].float()).sum(dim=1)
 
 
-def normalize_kernel_sum(kernels: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
-    """kernels (B, N, K, K, H, W) -> the same divided, per pixel, by their sum over frames and taps (floored at
-    ``floor``, so a degenerate sum cannot blow up), in float32: the output's DC gain is 1."""
+KERNEL_SUM_FLOOR = 0.05  # a degenerate kernel sum cannot blow a normalised kernel up
+
+
+def kernel_sum(kernels: torch.Tensor) -> torch.Tensor:
+    """kernels (B, N, K, K, H, W) -> (B, H, W) float32: their sum over frames and taps (the output's DC gain),
+    floored at `KERNEL_SUM_FLOOR`."""
     with torch.autocast(kernels.device.type, enabled=False):
-        total = kernels.float().sum(dim=(1, 2, 3), keepdim=True)
-        return kernels.float() / total.clamp(min=floor)
+        return kernels.float().sum(dim=(1, 2, 3)).clamp(min=KERNEL_SUM_FLOOR)
+
+
+def normalize_kernel_sum(kernels: torch.Tensor) -> torch.Tensor:
+    """kernels (B, N, K, K, H, W) -> the same divided, per pixel, by `kernel_sum`, in float32: the output's DC
+    gain is 1."""
+    with torch.autocast(kernels.device.type, enabled=False):
+        return kernels.float() / kernel_sum(kernels)[:, None, None, None]
+
+
+def bounded_dc_correction(normalised: torch.Tensor, sums: torch.Tensor, sigma: torch.Tensor, bound: float) -> torch.Tensor:
+    """normalised (B, H, W) output of normalised kernels, sums (B, H, W) their sums before (`kernel_sum`),
+    sigma (B, H, W) the noise std -> (B, H, W) the free kernels' change of the output, (s - 1)·normalised,
+    clipped to +-bound·sigma (ModelConfig.dc_bound)."""
+    limit = bound * sigma.float()
+    return torch.maximum(torch.minimum(normalised.float() * (sums - 1.0), limit), -limit)
 
 
 def validity_scale(valid: torch.Tensor) -> torch.Tensor:
@@ -319,7 +349,8 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
     return maps.to(burst.dtype)
 
 
-GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "mean_blend")
+GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
+            "mean_blend")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
