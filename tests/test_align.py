@@ -288,3 +288,16 @@ def test_fast_tile_alignment_finds_known_shifts_and_the_moving_patch():
     # searches ±1 px: where that coarse tile straddles the patch's edge, the patch is found to within 1 px
     error = (patch + torch.tensor([shifts[2][0] + 5, shifts[2][1] - 6])).abs().amax(-1)
     assert patch.numel() >= 16 and (error <= 1).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_max_filter_is_max_pool_bit_for_bit(size):
+    import torch.nn.functional as F
+
+    from burstkpn.align.shifts import max_filter
+
+    x = torch.randn(2, 3, 17, 23)
+    x[0, 0, 0, 0] = 50.0  # a maximum at the corner reaches only its neighbourhood
+    want = F.max_pool2d(x.reshape(6, 1, 17, 23), size, 1, size // 2).reshape(2, 3, 17, 23)
+    assert torch.equal(max_filter(x, size), want)
+    assert (max_filter(x, size)[0, 0] == 50.0).sum() == (size // 2 + 1) ** 2

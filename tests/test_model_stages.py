@@ -116,10 +116,11 @@ def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_it
     """Normalised kernels with dc_bound: output = normalised + clip((s - 1)·normalised, +-dc_bound·sigma), s the
     free kernels' sum and sigma the noise map: loud bursts get the free kernels' output (the model grown from
     free kernels starts where it was), quiet ones a DC gain within dc_bound·sigma of 1."""
+    torch.manual_seed(0)
     free = build_model(ModelConfig(**TINY, init="random"))
     with torch.no_grad():
         free.unet.head.weight.normal_(0, 0.05)
-        free.unet.head.bias.add_(0.03)  # kernel sums well away from 1 (about 1 + 36·0.03)
+        free.unet.head.bias.fill_(1.6 / 36)  # kernel sums well away from 1 (about 1.6), and positive
     bounded = build_model(ModelConfig(**TINY, init="random", normalize_kernels=True, dc_bound=1.0))
     bounded.load_state_dict(grow_state(free.state_dict(), bounded))
     burst = 0.2 + 0.6 * torch.rand(2, 4, 24, 24)
@@ -127,6 +128,7 @@ def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_it
         for sigma_read in (1.0, 0.02, 1e-4):
             loose, tight = predict(free, burst, sigma_read, 0.0), predict(bounded, burst, sigma_read, 0.0)
             sums = loose["kernels"].sum(dim=(1, 2, 3))
+            assert sums.min() > 0.5
             normalised = loose["output"] / sums
             limit = torch.full_like(normalised, sigma_read)  # the noise map: sigma_read with no shot noise
             want = normalised + torch.minimum(torch.maximum(normalised * (sums - 1), -limit), limit)
@@ -139,6 +141,31 @@ def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_it
             else:  # clipped at the bound, far from the free output
                 assert moved.max() <= sigma_read + 1e-6 and (loose["output"] - normalised).abs().median() > 0.05
                 assert (moved > 0.99 * sigma_read).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_normalised_kernels_are_the_same_in_place_and_out(grad):
+    """Outside autograd the forward pass divides the head's kernels in place; with autograd it makes a copy;
+    both give the same kernels and output, and `normalize_kernel_sum` leaves a caller's tensor alone."""
+    from burstkpn.models.kpn import normalize_kernel_sum
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(**TINY, init="random", normalize_kernels=True, dc_bound=0.5))
+    with torch.no_grad():
+        model.unet.head.bias.fill_(1.2 / 36)  # positive sums, above the floor
+    burst = torch.rand(1, 4, 20, 20)
+    with torch.no_grad():
+        reference = predict(model, burst, 0.01, 0.001)
+    with torch.set_grad_enabled(grad):
+        again = predict(model, burst, 0.01, 0.001)
+    torch.testing.assert_close(again["output"], reference["output"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(again["kernels"], reference["kernels"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(reference["kernels"].sum(dim=(1, 2, 3)), torch.ones(1, 20, 20))
+    mine = 0.1 + torch.rand(1, 4, 3, 3, 5, 5)
+    kept = mine.clone()
+    with torch.no_grad():
+        normalize_kernel_sum(mine)
+    assert torch.equal(mine, kept)
 
 
 def test_model_config_rejects_bad_stages():

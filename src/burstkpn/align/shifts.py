@@ -96,6 +96,22 @@ PEAK_FLOOR = 0.1  # a candidate's correlation, at least this fraction of the hig
 PEAK_MARGIN = 0.9  # another candidate replaces the highest only with a median difference this much smaller
 
 
+def max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., H, W) -> the same, each pixel the maximum of its size x size neighbourhood (odd size, -inf outside).
+    Separable running maxima over shifted views: equal to ``F.max_pool2d(x, size, 1, size // 2)`` bit for bit,
+    and 4-8x faster on one-channel maps (measured on 8 x 450² phase-correlation surfaces, 1 thread)."""
+    r = size // 2
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (r, r, r, r), value=-torch.inf)
+    rows = padded[..., :, :w]
+    for d in range(1, size):
+        rows = torch.maximum(rows, padded[..., :, d : d + w])
+    out = rows[..., :h, :]
+    for d in range(1, size):
+        out = torch.maximum(out, rows[..., d : d + h, :])
+    return out
+
+
 def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """burst (B, N, H, W), corr (B, N, H, W) phase correlation -> (py, px) (B, N) long: the chosen peak.
 
@@ -104,7 +120,7 @@ def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor,
     which counts how much of the frame the shift explains rather than how strong the match is.
     """
     b, n, h, w = corr.shape
-    local_max = corr == F.max_pool2d(corr.reshape(b * n, 1, h, w), 5, 1, 2, ceil_mode=False).reshape(b, n, h, w)
+    local_max = corr == max_filter(corr, 5)
     scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
     top, flat = scores.topk(min(PEAKS, h * w), dim=-1)  # (B, N, P)
     py, px = flat // w, flat % w

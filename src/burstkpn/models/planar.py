@@ -161,18 +161,20 @@ class PlanarKPN(nn.Module):
         kernels = raw[:, :, : n * k * k].reshape(b, g, n, k, k, h, w).expand(b, c, n, k, k, h, w)
         blend = raw[:, :, -1].expand(b, c, h, w) if cfg.mean_blend else None
         output, extra = merge_planes(burst, kernels, noise_map, valid if cfg.variable_frames else None,
-                                     self.gate, cfg.normalize_kernels, blend, cfg.dc_bound)
+                                     self.gate, cfg.normalize_kernels, blend, cfg.dc_bound, reuse_kernels=True)
         return {"output": output, **extra}
 
 
 def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
                  gate: nn.Module | None = None, normalize: bool = False,
-                 blend: torch.Tensor | None = None, dc_bound: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 blend: torch.Tensor | None = None, dc_bound: float = 0.0,
+                 reuse_kernels: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The grayscale KPN's kernel stage on each plane: planes folded into the batch.
 
     burst (B, C, N, H, W), kernels (B, C, N, K, K, H, W), noise_map (B, C, H, W), valid (B, N) or None,
     blend (B, C, H, W) raw head output or None -> (output (B, C, H, W), {per_frame, kernels[, gate][, blend]});
-    ``dc_bound``: as ModelConfig.dc_bound (with ``normalize``).
+    ``dc_bound``: as ModelConfig.dc_bound (with ``normalize``). ``reuse_kernels``: ``kernels`` is the caller's
+    scratch (the head's output), which normalisation may overwrite outside autograd (`normalize_kernel_sum`).
     """
     b, c, n, h, w = burst.shape
     k = kernels.shape[3]
@@ -189,7 +191,7 @@ def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Te
     sums = None
     if normalize:
         sums = kernel_sum(kern)
-        kern = normalize_kernel_sum(kern)
+        kern = normalize_kernel_sum(kern, sums, reuse=reuse_kernels)
     output, per_frame = apply_kernels(flat, kern)
     if dc_bound > 0:
         output = output + bounded_dc_correction(output, sums, noise_map.reshape(b * c, h, w), dc_bound)
