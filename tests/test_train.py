@@ -284,3 +284,22 @@ def test_the_loop_hands_the_annealed_term_its_own_step(photo_dir, tmp_path, monk
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     # steps 1-2: (8 + 4) / 2; steps 3-4: (2 + 1) / 2; steps 5-6: (0.5 + 0.25) / 2
     assert [(r["step"], r["anneal_weight"]) for r in rows] == [(2, 6.0), (4, 1.5), (6, 0.375)]
+
+
+def test_validation_leaves_out_bursts_reproduced_exactly():
+    """A validation burst clipped white everywhere (target and output both 1) has infinite PSNR: the mean
+    is over the others (it read inf for a whole run of configs/kpn-mix2.toml before)."""
+    from burstkpn.metrics import psnr
+    from burstkpn.models import ModelConfig, build_model
+    from burstkpn.train import validate
+
+    model = build_model(ModelConfig(widths=(4, 8), convs_per_level=1, frames=4, kernel_size=3))  # the mean
+    g = torch.Generator().manual_seed(0)
+    clean = 0.2 + 0.5 * torch.rand(2, 32, 32, generator=g)
+    burst = clean[:, None] + 0.02 * torch.randn(2, 4, 32, 32, generator=g)
+    burst[1], clean[1] = 1.0, 1.0  # blown out: every frame and the target at white
+    batch = {"burst": burst, "clean": clean, "sigma_read": torch.full((2,), 0.02), "sigma_shot": torch.zeros(2),
+             "white_level": torch.ones(2), "valid": torch.ones(2, 4)}
+    alone = psnr(burst[0].mean(0).numpy(), clean[0].numpy())
+    assert psnr(burst[1].mean(0).numpy(), clean[1].numpy()) == float("inf")
+    assert validate(model, [batch], amp=False) == pytest.approx(alone, abs=1e-4)

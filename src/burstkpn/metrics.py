@@ -28,6 +28,13 @@ def psnr(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, bord
     return float(peak_signal_noise_ratio(a, b, data_range=1.0))
 
 
+def mean_finite(scores) -> float:
+    """The mean of the finite PSNRs: a burst reproduced exactly (a window clipped white everywhere: target and
+    output both 1) has infinite PSNR and says nothing about a model; nan if none is finite."""
+    finite = [float(s) for s in scores if np.isfinite(s)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def ssim(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, border: int = BORDER) -> float:
     """SSIM of a linear estimate against linear ground truth (Gaussian 11x11, σ = 1.5)."""
     from skimage.metrics import structural_similarity

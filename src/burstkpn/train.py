@@ -31,7 +31,7 @@ from burstkpn.errors import BurstKPNError
 from burstkpn.hardware import native_bf16
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
 from burstkpn.losses import LossConfig, total_loss
-from burstkpn.metrics import psnr
+from burstkpn.metrics import mean_finite, psnr
 from burstkpn.models.kpn import (
     GROWABLE,
     ModelConfig,
@@ -241,7 +241,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def validate(model, batches: list[dict], amp: bool) -> float:
-    """Mean PSNR (metrics.psnr protocol) of the model's output over the fixed validation bursts."""
+    """Mean PSNR (metrics.psnr protocol) of the model's output over the fixed validation bursts (`mean_finite`)."""
     core = unwrap(model)
     was_training = core.training
     core.eval()
@@ -252,7 +252,7 @@ def validate(model, batches: list[dict], amp: bool) -> float:
             for est, clean, wl in zip(out.cpu().numpy(), batch["clean"].cpu().numpy(), batch["white_level"].cpu().numpy()):
                 scores.append(psnr(est, clean, float(wl)))
     core.train(was_training)
-    return float(np.mean(scores)) if scores else float("nan")
+    return mean_finite(scores)
 
 
 def rng_states() -> dict:

@@ -31,6 +31,7 @@ from torch import nn
 from burstkpn.camera import PATTERN_FLIPS  # a CFA pattern is RGGB seen through flips of the mosaic
 from burstkpn.errors import BurstKPNError
 from burstkpn.kernels import apply_kernels
+from burstkpn.metrics import mean_finite
 from burstkpn.models.kpn import (
     KPN,
     ModelConfig,
@@ -455,7 +456,8 @@ def planes_psnr(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.
 
 
 def validate_planar(model: nn.Module, batches: list[dict], amp: bool) -> float:
-    """Mean `planes_psnr` of the model's output over fixed validation batches of the colour stream."""
+    """Mean `planes_psnr` of the model's output over fixed validation batches of the colour stream
+    (`metrics.mean_finite`)."""
     core = unwrap(model)
     was_training = core.training
     core.eval()
@@ -467,7 +469,7 @@ def validate_planar(model: nn.Module, batches: list[dict], amp: bool) -> float:
             for est, clean, wl in zip(out.float().cpu().numpy(), batch["clean"].cpu().numpy(), batch["white_level"].cpu().numpy()):
                 scores.append(planes_psnr(est, clean, float(wl)))
     core.train(was_training)
-    return float(np.mean(scores)) if scores else float("nan")
+    return mean_finite(scores)
 
 
 __all__ = [
