@@ -47,6 +47,11 @@ class UNet(nn.Module):
         return 2 ** (len(self.encoder) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # CPU inference: oneDNN's 3x3 convolutions run ~1.4x faster on channels-last maps (kpn, 512², 2 AVX2
+        # cores); the head's input goes back to planar maps, so its many outputs (kernels) stay planar
+        channels_last = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         for lvl, stack in enumerate(self.encoder):
             if lvl > 0:
@@ -58,7 +63,7 @@ class UNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stack(torch.cat([x, skip], dim=1))
-        x = self.head(x)
+        x = self.head(x.contiguous() if channels_last else x)
         if self.half_res_output:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         return x
