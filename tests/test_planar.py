@@ -34,7 +34,7 @@ from burstkpn.synth import BurstConfig
 from burstkpn.weights import load_model, save_weights
 
 TINY = {"frames": 4, "kernel_size": 3, "widths": (4, 8), "convs_per_level": 1, "half_res_output": False}
-ALL_PARTS = {**TINY, "prealign": "global", "normalize_kernels": True, "dc_bound": 1.0, "mean_blend": True,
+ALL_PARTS = {**TINY, "prealign": "global", "normalize_kernels": True, "dc_bound": 1.0, "mean_blend": True, "difference_inputs": True,
              "robust_gate": True, "variable_frames": True}
 BURST = BurstConfig(frames=4, size=32, downsample=2, small_shift=1, large_shift=4)
 

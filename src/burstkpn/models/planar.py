@@ -42,6 +42,7 @@ from burstkpn.models.kpn import (
     frame_mean,
     gate_scale,
     kernel_sum,
+    mismatch_maps,
     normalize_kernel_sum,
     unwrap,
     validity_scale,
@@ -58,7 +59,8 @@ class PlanarConfig(ModelConfig):
     """A `ModelConfig` (kind "kpn") plus the planes: ``planes`` per frame (4: RGGB Bayer planes, 3: RGB),
     ``shared_kernels`` (one kernel set and one blend for all planes, the alternative to measure), and
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
-    Not supported (an error): kpn-blind / dpn, ``difference_inputs``, ``coarse_scales``."""
+    ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
+    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -70,8 +72,8 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.difference_inputs or self.coarse_scales:
-            raise BurstKPNError("difference_inputs and coarse_scales are not available on a planar model")
+        if self.coarse_scales:
+            raise BurstKPNError("coarse_scales are not available on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
@@ -109,7 +111,8 @@ class PlanarKPN(nn.Module):
     ``robust_gate``.
 
     Network input channels: plane 0's N frames, plane 1's, ..., then the C noise maps, then the N validity
-    maps (``variable_frames``); head outputs: one group of `PlanarConfig.group_outputs` per kernel set.
+    maps (``variable_frames``), then the N mismatch maps (``difference_inputs``); head outputs: one group of
+    `PlanarConfig.group_outputs` per kernel set.
     """
 
     def __init__(self, config: PlanarConfig):
@@ -118,7 +121,7 @@ class PlanarKPN(nn.Module):
             raise BurstKPNError(f"PlanarKPN needs a PlanarConfig, got {type(config).__name__}")
         self.config = config
         c, n, k = config.planes, config.frames, config.kernel_size
-        in_channels = c * n + c + n * int(config.variable_frames)
+        in_channels = c * n + c + n * int(config.variable_frames) + n * int(config.difference_inputs)
         self.unet = UNet(in_channels, config.kernel_groups * config.group_outputs, config.widths,
                          config.convs_per_level, config.half_res_output)
         if config.init == "mean":  # each group: 1/N on each frame's centre tap, blend 0; weights zero
@@ -149,6 +152,8 @@ class PlanarKPN(nn.Module):
         if self.config.variable_frames:
             flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device)
             parts.append(flags[:, :, None, None].expand(b, n, h, w).to(burst.dtype))
+        if self.config.difference_inputs:
+            parts.append(guide_mismatch(burst, noise_map, valid, self.config).to(burst.dtype))
         x = torch.cat(parts, dim=1)
         return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
 
@@ -214,7 +219,7 @@ def planar_from_gray(gray: nn.Module, planes: int = 4, shared_kernels: bool = Fa
     """A joint model started from a grayscale `KPN` (same config but the planes).
 
     The first convolution is spread over the planes: each plane's frame i gets the gray weight of frame i
-    divided by the number of planes, likewise each plane's noise map; validity maps keep theirs. Every
+    divided by the number of planes, likewise each plane's noise map; validity and mismatch maps keep theirs. Every
     other layer is copied; the kernel head is replicated per plane (once with ``shared_kernels``), the
     robustness gate copied. On a burst whose planes are all equal the joint model's output is the gray
     model's on each plane.
@@ -222,8 +227,8 @@ def planar_from_gray(gray: nn.Module, planes: int = 4, shared_kernels: bool = Fa
     gray = unwrap(gray)
     if not isinstance(gray, KPN) or type(gray.config) is not ModelConfig:
         raise BurstKPNError(f"planar_from_gray needs a grayscale KPN, got {type(gray).__name__}")
-    if gray.config.kind != "kpn" or gray.config.difference_inputs or gray.config.coarse_scales:
-        raise BurstKPNError("planar_from_gray needs a kpn without mismatch inputs or a coarse stage")
+    if gray.config.kind != "kpn" or gray.config.coarse_scales:
+        raise BurstKPNError("planar_from_gray needs a kpn without a coarse stage")
     config = PlanarConfig.from_model(gray.config, planes, shared_kernels, align_planes)
     model = PlanarKPN(config)
     n, c = config.frames, config.planes
@@ -239,7 +244,7 @@ def planar_from_gray(gray: nn.Module, planes: int = 4, shared_kernels: bool = Fa
             frames_w, noise_w, rest = value[:, :n], value[:, n : n + 1], value[:, n + 1 :]
             weight[:, : c * n] = (frames_w / c).repeat(1, c, 1, 1)
             weight[:, c * n : c * n + c] = (noise_w / c).repeat(1, c, 1, 1)
-            weight[:, c * n + c :] = rest  # validity maps: the same input in both models
+            weight[:, c * n + c :] = rest  # validity and mismatch maps: the same inputs in both models
             grown[name] = weight
         elif name in ("unet.head.weight", "unet.head.bias"):
             grown[name] = value.repeat(config.kernel_groups, *([1] * (value.ndim - 1)))
@@ -253,6 +258,17 @@ def planar_from_gray(gray: nn.Module, planes: int = 4, shared_kernels: bool = Fa
     model.load_state_dict(grown)
     model.info = {}
     return model.train(gray.training)
+
+
+def guide_mismatch(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                   config: PlanarConfig) -> torch.Tensor:
+    """(B, C, N, H, W) planes, (B, C, H, W) noise std -> (B, N, H, W): the grayscale KPN's mismatch maps
+    (`models.kpn.mismatch_maps`) of each guide (green) plane with its own noise, averaged. Each plane's
+    noise is independent, so a matching frame reads about log 2 as in the grayscale model (a map of the
+    planes' mean would read less), and on equal planes it is the grayscale model's map."""
+    planes = list(config.guide_planes)
+    maps = [mismatch_maps(burst[:, p], noise_map[:, p : p + 1], valid) for p in planes]
+    return torch.stack(maps).mean(dim=0)
 
 
 def guide(burst: torch.Tensor, config: PlanarConfig) -> torch.Tensor:
