@@ -15,17 +15,22 @@ from burstkpn.models.kpn import can_grow, grow_state, mismatch_maps
 TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
 
 
-@pytest.mark.parametrize("added", [{"coarse_scales": (3, 9)}, {"difference_inputs": True},
-                                   {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True},
-                                   {"robust_gate": True}, {"robust_gate": True, "variable_frames": True}])
-def test_grown_model_starts_as_the_model_it_grew_from(added):
-    old = ModelConfig(**TINY, init="random")
-    new = ModelConfig(**TINY, init="random", **added)
+@pytest.mark.parametrize("base, added", [({}, {"coarse_scales": (3, 9)}), ({}, {"difference_inputs": True}),
+                                         ({}, {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True}),
+                                         ({}, {"robust_gate": True}), ({}, {"robust_gate": True, "variable_frames": True}),
+                                         # validity maps go before the mismatch maps the model already has
+                                         ({"difference_inputs": True}, {"variable_frames": True}),
+                                         ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
+def test_grown_model_starts_as_the_model_it_grew_from(base, added):
+    old = ModelConfig(**TINY, init="random", **base)
+    new = ModelConfig(**TINY, init="random", **base, **added)
     assert can_grow(old, new) and not can_grow(new, old) and not can_grow(old, old)
     small, grown = build_model(old), build_model(new)
-    with torch.no_grad():  # a trained-looking head: non-zero everywhere
+    with torch.no_grad():  # a trained-looking network: non-zero everywhere, kernel sums near 1
         small.unet.head.weight.normal_(0, 0.05)
-    grown.load_state_dict(grow_state(small.state_dict(), grown))
+        small.unet.encoder[0][0].weight.normal_(0, 0.2)
+        small.unet.head.bias.fill_(1.0 / small.unet.head.bias.numel())
+    grown.load_state_dict(grow_state(small.state_dict(), grown, old))
     burst = torch.rand(2, 4, 24, 24)
     with torch.no_grad():
         a = predict(small, burst, 0.02, 0.003)["output"]

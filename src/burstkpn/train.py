@@ -390,7 +390,7 @@ def init_planar(model, cfg: TrainConfig, init, main: bool):
         return model, replace(cfg, model=model.config.base, colour=replace(cfg.colour, shared_kernels=model.config.shared_kernels))
     if can_grow(model.config, cfg.model):
         grown = build_model(cfg.model)
-        grown.load_state_dict(grow_state(model.state_dict(), grown))
+        grown.load_state_dict(grow_state(model.state_dict(), grown, model.config))
         added = [name for name in (*GROWABLE, "prealign") if getattr(cfg.model, name) != getattr(model.config, name)]
         model = grown
         if main:
@@ -435,7 +435,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             # grows validity/mismatch inputs or a coarse stage (zero weights: the same function at step 0),
             # or changes the pre-alignment
             grown = build_model(cfg.model)
-            grown.load_state_dict(grow_state(model.state_dict(), grown))
+            grown.load_state_dict(grow_state(model.state_dict(), grown, model.config))
             added = [name for name in (*GROWABLE, "prealign") if getattr(cfg.model, name) != getattr(model.config, name)]
             model = grown.train()
             if rt.main:

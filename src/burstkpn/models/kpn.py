@@ -365,14 +365,38 @@ def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
     return old != new and replace(old, prealign=new.prealign, **added) == new
 
 
-def grow_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def input_groups(config: ModelConfig) -> dict[str, slice]:
+    """The network's input channels by kind, in order: frames, noise map, validity maps, mismatch maps."""
+    n = config.frames
+    sizes = {"frames": n, "noise": int(config.uses_noise_map), "validity": n * int(config.variable_frames),
+             "mismatch": n * int(config.difference_inputs)}
+    groups, start = {}, 0
+    for name, size in sizes.items():
+        groups[name] = slice(start, start + size)
+        start += size
+    return groups
+
+
+FIRST_CONV = "unet.encoder.0.0.weight"  # the network's first convolution (`unet.conv_stack`)
+
+
+def grow_state(state: dict[str, torch.Tensor], model: nn.Module, old: ModelConfig | None = None) -> dict[str, torch.Tensor]:
     """Fit a model's weights to ``model`` grown by `GROWABLE` parts.
 
-    Tensors of equal shape are copied; a first convolution with more input channels (validity,
-    mismatch maps) or a head with more outputs (coarse kernels) gets the old tensor as its leading
-    slice and zeros elsewhere, so the grown model computes the same function on full bursts.
+    Tensors of equal shape are copied; a head with more outputs (coarse kernels) gets the old tensor as its
+    leading slice and zeros elsewhere; the first convolution's input channels go where their kind sits in the
+    grown model (`input_groups`, given the ``old`` config; without it, the leading slice), new kinds at zero.
+    So the grown model computes the same function on full bursts, e.g. validity maps added to a model that
+    already has mismatch maps.
     """
     target = model.state_dict()
+    if old is not None and FIRST_CONV in state and FIRST_CONV in target:
+        before, after = input_groups(old), input_groups(model.config)
+        weight = torch.zeros_like(target[FIRST_CONV])
+        for name, where in before.items():
+            if where.stop > where.start:
+                weight[:, after[name]] = state[FIRST_CONV][:, where]
+        state = {**state, FIRST_CONV: weight}
     # a grown stage's own modules (the robust gate) keep their fresh, neutral initialisation
     grown = {name: value for name, value in target.items() if name not in state and name.startswith("gate.")}
     for name, value in state.items():

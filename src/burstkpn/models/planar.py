@@ -33,6 +33,7 @@ from burstkpn.errors import BurstKPNError
 from burstkpn.kernels import apply_kernels
 from burstkpn.metrics import mean_finite
 from burstkpn.models.kpn import (
+    FIRST_CONV,
     KPN,
     ModelConfig,
     RobustGate,
@@ -234,7 +235,7 @@ def planar_from_gray(gray: nn.Module, planes: int = 4, shared_kernels: bool = Fa
     n, c = config.frames, config.planes
     state = gray.state_dict()
     target = model.state_dict()
-    first = "unet.encoder.0.0.weight"  # the first convolution (`unet.conv_stack`)
+    first = FIRST_CONV
     grown = {}
     for name, value in state.items():
         if name not in target:
