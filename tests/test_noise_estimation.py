@@ -337,3 +337,24 @@ def test_large_bursts_are_estimated_on_aligned_tiles():
     assert total_std(sub.temporal, y) == pytest.approx(total_std(truth, y), rel=0.1)
     assert total_std(sub.noise, y) == pytest.approx(total_std(full.noise, y), rel=0.05)
     assert subsample_tiles(noisy[None], max_pixels=512**2) is None  # small enough: every pixel
+
+
+def test_temporal_bins_judge_motion_by_the_pixels_whose_neighbourhood_is_known():
+    """A channel whose pixels in a bin mostly have no unclipped neighbour (local variance inf: dark, black-
+    clipped colour photos) used to take a quartile of infs (nan, with numpy's invalid-value warnings in the
+    command's output); the quartile is of the known ones, and an unknown pixel is never static."""
+    from burstkpn.noise_estimation import _temporal_bins
+
+    rng = np.random.default_rng(0)
+    n = 400
+    mean = rng.uniform(0.1, 0.2, n)
+    s2 = np.full(n, 1e-4)
+    local = np.full(n, 1e-4)
+    channel = np.zeros(n, np.int16)
+    channel[-4:] = 1  # four pixels of another channel, three without a known neighbourhood
+    local[-4:-1] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            ys, vs, ns, static = _temporal_bins(mean, s2, local, np.zeros(n), channel, np.array([0.0, 1.0]), 200, 7)
+    assert static.tolist() == [n - 3] and ns[0] > 0 and np.isfinite(vs).all()

@@ -442,7 +442,9 @@ def _temporal_bins(mean, s2, local, gradient, channel, edges, min_count: int, do
         for c in np.unique(channel[sel]):
             mine = channel[sel] == c
             loc = local[sel][mine]
-            static[mine] = loc <= MOTION_FACTOR * np.quantile(loc, 0.25) / quartile
+            known = loc[np.isfinite(loc)]  # inf: no unclipped neighbour to judge by (never static)
+            if known.size:
+                static[mine] = loc <= MOTION_FACTOR * np.quantile(known, 0.25) / quartile
         if static.sum() < min_count:
             continue
         idx = sel[static]
