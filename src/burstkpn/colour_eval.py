@@ -45,14 +45,13 @@ from burstkpn.evaluate import (
     Method,
     Result,
     _csv_text,
-    _fit_length,
     _named_apart,
-    _rows,
     _save_figure,
     describe_testset,
     limit_methods,
     markdown_table,
-    scene_order,
+    mean_of,
+    run_methods,
 )
 from burstkpn.io.images import atomic_output
 from burstkpn.metrics import BORDER
@@ -370,39 +369,16 @@ def evaluate_colour(testset: TestSet, methods: list[Method], gains=None, seed: i
     """`evaluate.evaluate` on a colour set: every available method on every burst at ``gains``, scored in raw
     and in sRGB (see the module docstring). ``ev.results`` are `ColourResult` rows; ``ev.crops`` hold the
     crop scene's estimates in the test set's layout."""
-    from tqdm import tqdm
-
     colour = check_colour(testset)
-    gains = testset.gains if gains is None else [int(g) for g in gains]
-    unknown = sorted(set(gains) - set(testset.gains))
-    if unknown:
-        raise BurstKPNError(f"gain(s) {unknown} not in the test set (it has {testset.gains})")
-    methods = [_fit_length(m, testset.noisy.shape[1]) for m in methods]
-    order = scene_order(testset, seed)
-    plan = {m.name: _rows(testset, gains, order[: m.max_scenes]) for m in methods if m.denoise}
-    ev = Evaluation([], crop_scene=int(order[0]), n_scenes=len(order))
     truths: dict[int, np.ndarray] = {}  # row -> the truth developed by its camera (the same for every method)
-    bar = tqdm(total=sum(len(r) for r in plan.values()), unit="burst", disable=not progress)
-    nan = float("nan")
-    for m in methods:
-        if not m.denoise:
-            ev.results += [ColourResult(m.name, g, nan, nan, nan, 0, m.unavailable or "") for g in gains]
-            continue
-        bar.set_description(m.name)
-        rows = []
-        for i in plan[m.name]:
-            rows.append(_run_one(testset, m, i, ev, truths, colour, raw_curve))
-            bar.update()
-        ev.seconds[m.name] = sum(r["seconds"] for r in rows)
-        ev.per_burst += rows
-        note = f"subset: {m.max_scenes} of {len(order)} scenes" if m.max_scenes and m.max_scenes < len(order) else ""
-        for g in gains:
-            at = [r for r in rows if r["gain"] == g]
-            mean = {k: float(np.mean([r[k] for r in at])) for k in ("psnr_raw", "ssim_raw", "psnr_srgb", "ssim_srgb", "seconds")}
-            ev.results.append(ColourResult(m.name, g, mean["psnr_raw"], mean["ssim_raw"], mean["seconds"], len(at), note,
-                                           mean["psnr_srgb"], mean["ssim_srgb"]))
-    bar.close()
-    return ev
+
+    def summary(name: str, gain: int, rows: list[dict], note: str) -> ColourResult:
+        means = {k: mean_of(rows, k) for k in ("psnr_raw", "ssim_raw", "psnr_srgb", "ssim_srgb", "seconds")}
+        return ColourResult(name, gain, means["psnr_raw"], means["ssim_raw"], means["seconds"], len(rows), note,
+                            means["psnr_srgb"], means["ssim_srgb"])
+
+    return run_methods(testset, methods, gains, seed, progress,
+                       lambda m, i, ev: _run_one(testset, m, i, ev, truths, colour, raw_curve), summary)
 
 
 def _run_one(testset: TestSet, method: Method, i: int, ev: Evaluation, truths: dict, colour: str, raw_curve: bool) -> dict:

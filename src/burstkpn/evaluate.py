@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -182,40 +183,54 @@ def scene_order(testset: TestSet, seed: int = 0) -> np.ndarray:
 
 def evaluate(testset: TestSet, methods: list[Method], gains=None, seed: int = 0, progress: bool = True) -> Evaluation:
     """Run every available method on every burst at ``gains`` (default: all of the test set's)."""
-    from tqdm import tqdm
-
     if testset.colour is not None:
         raise BurstKPNError(f"a {testset.colour} test set: evaluate it with burstkpn.colour_eval.evaluate_colour")
+
+    def summary(name: str, gain: int, rows: list[dict], note: str) -> Result:
+        return Result(name, gain, mean_of(rows, "psnr"), mean_of(rows, "ssim"), mean_of(rows, "seconds"), len(rows), note)
+
+    return run_methods(testset, methods, gains, seed, progress, lambda m, i, ev: _run_one(testset, m, i, ev), summary)
+
+
+def run_methods(testset: TestSet, methods: list[Method], gains, seed: int, progress: bool,
+                score: Callable[[Method, int, Evaluation], dict],
+                summary: Callable[[str, int, list[dict], str], object]) -> Evaluation:
+    """The loop of `evaluate` and `colour_eval.evaluate_colour`: every available method on the bursts of the
+    seeded scene order (its ``max_scenes`` first scenes) at ``gains``, with a progress bar. ``score(method,
+    row, ev)`` gives one per-burst dict (with "gain" and "seconds"); ``summary(name, gain, rows, note)`` one
+    result row per method and gain (rows empty for an unavailable method, note its reason)."""
+    from tqdm import tqdm
+
     gains = testset.gains if gains is None else [int(g) for g in gains]
     unknown = sorted(set(gains) - set(testset.gains))
     if unknown:
         raise BurstKPNError(f"gain(s) {unknown} not in the test set (it has {testset.gains})")
-    n = testset.noisy.shape[1]
-    methods = [_fit_length(m, n) for m in methods]
+    methods = [_fit_length(m, testset.noisy.shape[1]) for m in methods]
     order = scene_order(testset, seed)
     plan = {m.name: _rows(testset, gains, order[: m.max_scenes]) for m in methods if m.denoise}
     ev = Evaluation([], crop_scene=int(order[0]), n_scenes=len(order))
     bar = tqdm(total=sum(len(r) for r in plan.values()), unit="burst", disable=not progress)
     for m in methods:
         if not m.denoise:
-            ev.results += [Result(m.name, g, float("nan"), float("nan"), float("nan"), 0, m.unavailable or "") for g in gains]
+            ev.results += [summary(m.name, g, [], m.unavailable or "") for g in gains]
             continue
         bar.set_description(m.name)
         rows = []
         for i in plan[m.name]:
-            rows.append(_run_one(testset, m, i, ev))
+            rows.append(score(m, i, ev))
             bar.update()
         ev.seconds[m.name] = sum(r["seconds"] for r in rows)
         ev.per_burst += rows
         note = f"subset: {m.max_scenes} of {len(order)} scenes" if m.max_scenes and m.max_scenes < len(order) else ""
         for g in gains:
-            at = [r for r in rows if r["gain"] == g]
-            ev.results.append(Result(
-                m.name, g, float(np.mean([r["psnr"] for r in at])), float(np.mean([r["ssim"] for r in at])),
-                float(np.mean([r["seconds"] for r in at])), len(at), note,
-            ))
+            ev.results.append(summary(m.name, g, [r for r in rows if r["gain"] == g], note))
     bar.close()
     return ev
+
+
+def mean_of(rows: list[dict], key: str) -> float:
+    """The mean of ``key`` over per-burst rows; nan for none."""
+    return float(np.mean([r[key] for r in rows])) if rows else float("nan")
 
 
 def _fit_length(method: Method, frames: int) -> Method:

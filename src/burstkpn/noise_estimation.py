@@ -587,11 +587,11 @@ def subsample_tiles(frames: np.ndarray, max_pixels: int = SUBSAMPLE_PIXELS,
     count = max(2, int(np.sqrt(max_pixels / tile**2)))
     tops = np.linspace(margin, h - margin - tile, count).round().astype(int)
     lefts = np.linspace(margin, w - margin - tile, count).round().astype(int)
-    places = [(t, l) for t in tops for l in lefts]
-    unaligned = np.stack([frames[:, :, t : t + tile, l : l + tile] for t, l in places], axis=1)
+    places = [(top, left) for top in tops for left in lefts]
+    unaligned = np.stack([frames[:, :, t : t + tile, x : x + tile] for t, x in places], axis=1)
     # aligned_i(p) = frame_i(p - shift_i), as `integer_aligned`
-    aligned = np.stack([np.stack([frames[:, i, t - dy : t - dy + tile, l - dx : l - dx + tile]
-                                  for i, (dy, dx) in enumerate(shifts)], axis=1) for t, l in places], axis=1)
+    aligned = np.stack([np.stack([frames[:, i, t - dy : t - dy + tile, x - dx : x - dx + tile]
+                                  for i, (dy, dx) in enumerate(shifts)], axis=1) for t, x in places], axis=1)
     return unaligned.reshape(-1, n, tile, tile), aligned.reshape(-1, n, tile, tile)
 
 
