@@ -18,6 +18,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
 @pytest.mark.parametrize("base, added", [({}, {"coarse_scales": (3, 9)}), ({}, {"difference_inputs": True}),
                                          ({}, {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True}),
                                          ({}, {"robust_gate": True}), ({}, {"robust_gate": True, "variable_frames": True}),
+                                         ({}, {"agreement_blend": True}), ({}, {"agreement_blend": True, "variable_frames": True}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -115,6 +116,61 @@ def test_robust_gate_hands_a_disagreeing_frames_weight_to_the_others():
     assert torch.all((outside[:3] - 1).abs() < 0.25), outside
     sums = gated["kernels"][0].sum(dim=(1, 2))  # contributions: the gate shows in them
     assert sums[2, 22:42, 22:42].mean() < 0.1 * sums[1, 22:42, 22:42].mean()
+
+
+def test_agreement_blend_features_measure_agreement_and_distance_from_the_mean_in_noise_units():
+    """The blend's evidence: frames that agree up to noise read about log 2 (mean and max over the others),
+    a frame showing other content reads far more; an output offset from the mean by exactly the mean's noise
+    (sigma / sqrt(n valid frames)) reads log 2 on both scales, and log10 sigma is carried as given."""
+    from burstkpn.models.kpn import AgreementBlend
+
+    rng = np.random.default_rng(3)
+    sigma, n = 0.02, 4
+    clean = np.tile(rng.uniform(0.2, 0.8, (1, 48, 48)), (n, 1, 1))
+    moved = clean.copy()
+    moved[2] = np.roll(clean[0], 9, axis=1)
+    noise = torch.full((1, 1, 48, 48), sigma)
+    blend = AgreementBlend()
+    feats = {}
+    for name, frames in (("agree", clean), ("moved", moved)):
+        burst = torch.from_numpy(frames + rng.normal(0, sigma, frames.shape)).float()[None]
+        mean = burst.mean(dim=1)
+        feats[name] = blend.features(burst, noise, None, mean + sigma / np.sqrt(n), mean)[0]
+    agree, moved_f = feats["agree"][:, 8:40, 8:40].mean(dim=(1, 2)), feats["moved"][:, 8:40, 8:40].mean(dim=(1, 2))
+    assert all(abs(float(agree[i]) - np.log(2)) < 0.12 for i in range(4)), agree  # mismatch mean/max, 5 and 11 px
+    assert moved_f[1] > 4 * agree[1] and moved_f[0] > 1.5 * agree[0]  # the max sees the moved frame, the mean less
+    torch.testing.assert_close(agree[4:6], torch.full((2,), float(np.log(2))), rtol=0, atol=1e-4)
+    torch.testing.assert_close(feats["agree"][6], torch.full((48, 48), float(np.log10(sigma + 1e-6) + 2)))
+    # a short burst counts its valid frames: the mean's noise is sigma / sqrt(2) with 2 of 4 frames
+    burst = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None]
+    mean = burst[:, :2].mean(dim=1)
+    short = blend.features(burst, noise, torch.tensor([[1.0, 1, 0, 0]]), mean + sigma / np.sqrt(2), mean)[0]
+    torch.testing.assert_close(short[4], torch.full((48, 48), float(np.log(2))), rtol=0, atol=1e-4)
+
+
+def test_agreement_blend_moves_the_output_to_the_mean_where_it_opens():
+    """b from the blend's network (set by hand: b = 1 where log10 sigma + 2 > 0, i.e. sigma > 0.01, else 0): a
+    quiet burst keeps the kernels' output, a loud one becomes the frames' mean, and b is reported."""
+    model = build_model(ModelConfig(**TINY, agreement_blend=True, init="random")).eval()
+    with torch.no_grad():
+        model.unet.head.weight.normal_(0, 0.05)
+        first, last = model.agree.mlp[0], model.agree.mlp[-1]
+        first.weight.zero_(), first.bias.zero_()
+        first.weight[0, 6] = 100.0  # hidden 0 = relu(100·(log10 sigma + 2))
+        model.agree.mlp[2].weight.zero_(), model.agree.mlp[2].bias.zero_()
+        model.agree.mlp[2].weight[0, 0] = 1.0
+        last.weight[0, 0] = 1.0  # b = clamp(hidden, 0, 1)
+    burst = torch.rand(2, 4, 20, 20, generator=torch.Generator().manual_seed(0))
+    noise = torch.cat([torch.full((1, 1, 20, 20), 0.001), torch.full((1, 1, 20, 20), 0.05)])
+    with torch.no_grad():
+        out = model(burst, noise)
+        model.agree = None
+        plain = model(burst, noise)
+    assert torch.all(out["agreement"][0] == 0) and torch.all(out["agreement"][1] == 1)
+    torch.testing.assert_close(out["output"][0], plain["output"][0])
+    torch.testing.assert_close(out["output"][1], burst[1].mean(dim=0))
+    with pytest.raises(BurstKPNError, match="agreement_blend"):
+        ModelConfig(kind="dpn", agreement_blend=True)
 
 
 def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():

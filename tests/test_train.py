@@ -210,16 +210,18 @@ def test_lr_warmup_ramps_linearly_then_follows_the_schedule():
         tiny_config(lr_warmup=-1)
 
 
-def test_trainable_fits_a_grown_gate_alone(photo_dir, tmp_path):
-    """``trainable = ["gate."]``: a robustness gate grown onto trained weights moves, nothing else does; a
-    prefix that names no parameter is a clear error."""
+@pytest.mark.parametrize("prefix, part, module", [("gate.", "robust_gate", "gate"), ("agree.", "agreement_blend", "agree")])
+def test_trainable_fits_a_grown_gate_alone(photo_dir, tmp_path, prefix, part, module):
+    """``trainable = ["gate."]`` (or ``["agree."]``): a robustness gate (agreement blend) grown onto trained
+    weights moves, nothing else does; a prefix that names no parameter is a clear error."""
     base = train(tiny_config(steps=2), photo_dir, tmp_path / "a", progress=False)["model"]
-    gated = tiny_config(steps=4, trainable=["gate."], model={"robust_gate": True},
-                        data={"local_fraction": 1.0, "local": {"intruder_rate": 0.5}})
+    gated = tiny_config(steps=4, trainable=[prefix], model={part: True},
+                        data={"local_fraction": 0.5, "static_fraction": 0.5, "local": {"intruder_rate": 0.5}})
     fitted = train(gated, photo_dir, tmp_path / "b", init=tmp_path / "a" / "model.safetensors", progress=False)["model"]
     for name, value in base.state_dict().items():
         assert torch.equal(value, fitted.state_dict()[name]), name
-    assert float(fitted.gate.mlp[2].weight.abs().sum()) > 0  # it started at zero
+    last = getattr(fitted, module).mlp[-1]
+    assert float(last.weight.detach().abs().sum()) > 0  # it started at zero
     with pytest.raises(BurstKPNError, match="no model parameter starts with"):
         train(tiny_config(steps=1, trainable=["nothing."]), photo_dir, tmp_path / "c", progress=False)
 

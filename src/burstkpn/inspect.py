@@ -29,7 +29,7 @@ class Inspection:
     kernels (N, K, K, H, W); output, noise_map (H, W) linear; contributions (N, H, W) (Σ over taps;
     with a blend toward the mean, the effective weight (1 − b)·Σ taps + b/n); dominant (H, W) int: the
     frame with the largest contribution; residual (H, W): output − reference; blend (H, W) the weight b
-    of the frames' mean in the output (models with ``mean_blend``), else None.
+    of the frames' mean in the output (models with ``mean_blend`` or ``agreement_blend``), else None.
     """
 
     frames: np.ndarray
@@ -102,7 +102,11 @@ def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel, plane: int = 0) 
     kernels = pick(out["kernels"]).float().numpy()
     output = pick(out["output"]).float().numpy()
     contrib = contributions(kernels)
-    blend = pick(out["blend"]).float().numpy() if "blend" in out else None
+    blend = None
+    for name in ("blend", "agreement"):  # both toward the mean: kept shares multiply, (1 - b)(1 - a)
+        if name in out:
+            b = pick(out[name]).float().numpy()
+            blend = b if blend is None else 1 - (1 - blend) * (1 - b)
     if blend is not None:  # the output is (1 - b)·kernels' merge + b·mean of the valid frames
         valid = out["valid"][0].float().numpy()
         contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]

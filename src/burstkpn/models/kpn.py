@@ -77,6 +77,13 @@ class ModelConfig:
     # output = (1 - b)·kernels' output + b·mean of the frames, so a burst whose frames agree can be merged
     # exactly by the mean (what the kernels only approximate). b = 0 at first (its head weights are zero).
     mean_blend: bool = False
+    # Agreement blend (KPN only): output = (1 - b)·kernels' output + b·mean of the frames, with b in [0, 1] from a
+    # small per-pixel network of the evidence that the mean is right there (`AgreementBlend`: how well the frames
+    # agree with the reference, how far the kernels' output is from the mean in units of the mean's noise, the
+    # noise level). Unlike ``mean_blend`` it does not come from the U-Net's head, so it can be fitted on a frozen
+    # network (``trainable = ["agree."]``) that keeps what it computes everywhere the blend stays shut.
+    # b = 0 at first: a model grown with it computes what it did before.
+    agreement_blend: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -91,10 +98,10 @@ class ModelConfig:
             raise BurstKPNError(f"widths must be positive and convs_per_level >= 1, got {self.widths}, {self.convs_per_level}")
         if any(s < 2 or s % 2 == 0 for s in self.coarse_scales) or (self.coarse_scales and self.kind == "dpn"):
             raise BurstKPNError(f"coarse_scales must be odd integers >= 2 on a KPN, got {self.coarse_scales} on {self.kind}")
-        for name in ("difference_inputs", "robust_gate"):
+        for name in ("difference_inputs", "robust_gate", "agreement_blend"):
             if getattr(self, name) and not self.uses_noise_map:
                 raise BurstKPNError(f"{name} needs the noise map: not available on kpn-blind")
-        for name in ("robust_gate", "normalize_kernels", "mean_blend"):
+        for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
         if self.dc_bound < 0 or (self.dc_bound > 0 and not self.normalize_kernels):
@@ -159,7 +166,7 @@ class KPN(BurstDenoiser):
       kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps), and with
       ``coarse_scales`` coarse_kernels (B, S, K, K, H, W): output = merged + Σ_s coarse_s ⊛ box_s(merged),
       where merged is the sum of per_frame; with ``mean_blend`` blend (B, H, W): the weight b of the
-      frames' mean in the output.
+      frames' mean in the output; with ``agreement_blend`` agreement (B, H, W): the same for `AgreementBlend`.
     """
 
     def __init__(self, config: ModelConfig):
@@ -173,6 +180,7 @@ class KPN(BurstDenoiser):
                 head.bias.zero_()  # coarse kernels (if any) start at zero
                 head.bias[: bias.numel()].copy_(bias.flatten())
         self.gate = RobustGate() if config.robust_gate else None
+        self.agree = AgreementBlend() if config.agreement_blend else None
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -181,33 +189,67 @@ class KPN(BurstDenoiser):
         raw = self.network(burst, noise_map, valid)
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         valid = valid if self.config.variable_frames else None
-        if valid is not None:
-            kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
-        gate = None
-        if self.gate is not None:
-            gate = gate_scale(self.gate(burst, noise_map, valid), kernels)
-            kernels = kernels * gate.to(kernels.dtype)[:, :, None, None]
-        sums = None
-        if self.config.normalize_kernels:
-            sums = kernel_sum(kernels)
-            kernels = normalize_kernel_sum(kernels, sums, reuse=True)  # a view of the head's output, used once
-        output, per_frame = apply_kernels(burst, kernels)
-        if self.config.dc_bound > 0:
-            output = output + bounded_dc_correction(output, sums, noise_map[:, 0], self.config.dc_bound)
-        result = {"per_frame": per_frame, "kernels": kernels}
-        if gate is not None:
-            result["gate"] = gate
+        sigma = None if noise_map is None else noise_map[:, 0]
+        # the head's output is used once: normalisation may divide it in place
+        output, result = merge_frames(burst, kernels, sigma, valid, self.gate, self.config.normalize_kernels,
+                                      self.config.dc_bound, reuse_kernels=True)
         if self.config.coarse_scales:
             coarse = raw[:, n * k * k : (n + len(self.config.coarse_scales)) * k * k].reshape(b, len(self.config.coarse_scales), k, k, h, w)
             merged = output[:, None]
             for j, scale in enumerate(self.config.coarse_scales):
                 output = output + apply_kernels(box_blur(merged, scale), coarse[:, j : j + 1], scale, "replicate")[0]
             result["coarse_kernels"] = coarse
-        if self.config.mean_blend:
-            blend = blend_weight(raw[:, -1])
-            output = output + blend * (frame_mean(burst, valid) - output)
-            result["blend"] = blend
-        return {"output": output, **result}
+        output, blends = blend_toward_mean(output, burst, sigma, valid, raw[:, -1] if self.config.mean_blend else None,
+                                           self.agree)
+        return {"output": output, **result, **blends}
+
+
+def merge_frames(burst: torch.Tensor, kernels: torch.Tensor, sigma: torch.Tensor | None, valid: torch.Tensor | None,
+                 gate: nn.Module | None = None, normalize: bool = False, dc_bound: float = 0.0,
+                 reuse_kernels: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A KPN's kernel stage: burst (B, N, H, W), kernels (B, N, K, K, H, W) from the head, sigma (B, H, W) the noise
+    std (or None on kpn-blind), valid (B, N) or None -> (output (B, H, W), {per_frame, kernels[, gate]}).
+
+    In order: missing frames' kernels to zero (`validity_scale`), the robustness gate (`gate_scale`), the kernel
+    sums divided out (``normalize``), the kernels applied, the bounded DC correction (``dc_bound``). Planar models
+    run it with their planes folded into the batch. ``reuse_kernels``: ``kernels`` is the caller's scratch, which
+    normalisation may overwrite outside autograd (`normalize_kernel_sum`).
+    """
+    if valid is not None:
+        kernels = kernels * validity_scale(valid).to(kernels.dtype)[:, :, None, None, None, None]
+    result = {}
+    if gate is not None:
+        scale = gate_scale(gate(burst, sigma[:, None], valid), kernels)
+        kernels = kernels * scale.to(kernels.dtype)[:, :, None, None]
+        result["gate"] = scale
+    sums = None
+    if normalize:
+        sums = kernel_sum(kernels)
+        kernels = normalize_kernel_sum(kernels, sums, reuse=reuse_kernels)
+    output, per_frame = apply_kernels(burst, kernels)
+    if dc_bound > 0:
+        output = output + bounded_dc_correction(output, sums, sigma, dc_bound)
+    return output, {"per_frame": per_frame, "kernels": kernels, **result}
+
+
+def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Tensor | None, valid: torch.Tensor | None,
+                      blend_raw: torch.Tensor | None = None, agree: nn.Module | None = None
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """output (B, H, W) of the kernels, burst (B, N, H, W), sigma (B, H, W), valid (B, N) or None -> (output moved
+    toward the frames' mean, {[blend][, agreement]}): by b = `blend_weight` of the head's ``blend_raw`` (B, H, W)
+    (``mean_blend``), then by a = ``agree``'s weight (`AgreementBlend`, ``agreement_blend``)."""
+    if blend_raw is None and agree is None:
+        return output, {}
+    mean, result = frame_mean(burst, valid), {}
+    if blend_raw is not None:
+        blend = blend_weight(blend_raw)
+        output = output + blend * (mean - output)
+        result["blend"] = blend
+    if agree is not None:
+        agreement = agree(burst, sigma[:, None], valid, output, mean)
+        output = output + agreement * (mean - output)
+        result["agreement"] = agreement
+    return output, result
 
 
 class DPN(BurstDenoiser):
@@ -319,6 +361,58 @@ class RobustGate(nn.Module):
             return g
 
 
+class AgreementBlend(nn.Module):
+    """Per-pixel weight of the frames' mean in the output, from the evidence that the mean is right there.
+
+    forward(burst (B, N, H, W), noise_map (B, 1, H, W) std, valid (B, N) or None, output (B, H, W) the kernels'
+    output, mean (B, H, W) the frames' mean) -> b (B, H, W) in [0, 1] (`blend_weight`: 0 at first).
+
+    Features (detached: evidence, not something to push on): the mean and the largest over the other frames of
+    their mismatch with the reference (`mismatch_maps`, 5x5 and 11x11; about log 2 where a frame agrees up to
+    noise), log(1 + local mean of (output - mean)^2 / (sigma^2 / n)) over 5x5 and 11x11 (about log 2 where the
+    kernels' output differs from the mean by the mean's own noise, large where they blur or sharpen), and
+    log10 sigma. Where frames agree the mean is unbiased and has the least noise any equal-weight merge can
+    have, so it is what a burst whose frames line up should come out as, up to spatial denoising.
+    """
+
+    SIZES = (5, 11)
+    FEATURES = 2 * len(SIZES) + len(SIZES) + 1
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+                                 nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.mlp[-1].weight)  # b = 0 everywhere at first
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                 output: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """-> (B, FEATURES, H, W) float32."""
+        with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
+            b, n = burst.shape[:2]
+            flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
+            others = flags.clone()
+            others[:, 0] = 0
+            count = others.sum(dim=1).clamp(min=1)[:, None, None]
+            parts = []
+            for size in self.SIZES:
+                maps = mismatch_maps(burst, noise_map, valid, size).float()
+                parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
+                parts.append(maps.amax(dim=1))
+            sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
+            diff2 = ((output.float() - mean.float()) ** 2)[:, None]
+            for size in self.SIZES:
+                parts.append(torch.log1p(box_blur(diff2, size)[:, 0] / (sigma2 + 1e-10)))
+            parts.append(torch.log10(noise_map.float()[:, 0] + 1e-6) + 2)
+            return torch.stack(parts, dim=1)
+
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                output: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        x = self.features(burst, noise_map, valid, output, mean)
+        with torch.autocast(burst.device.type, enabled=False):
+            return blend_weight(self.mlp(x)[:, 0])
+
+
 def gate_scale(trust: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """trust (B, N, H, W) in [0, 1], kernels (B, N, K, K, H, W) -> scale (B, N, H, W) for each frame's kernel:
     trust_i · Σ_j s_j / Σ_j trust_j s_j, s_j the kernel sums. The output's total weight (its DC gain) is
@@ -355,7 +449,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend")
+            "mean_blend", "agreement_blend")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
@@ -377,6 +471,7 @@ def input_groups(config: ModelConfig) -> dict[str, slice]:
     return groups
 
 
+GROWN_MODULES = ("gate.", "agree.")  # a grown part's own modules, fresh and neutral in a grown model
 FIRST_CONV = "unet.encoder.0.0.weight"  # the network's first convolution (`unet.conv_stack`)
 
 
@@ -398,7 +493,7 @@ def grow_state(state: dict[str, torch.Tensor], model: nn.Module, old: ModelConfi
                 weight[:, after[name]] = state[FIRST_CONV][:, where]
         state = {**state, FIRST_CONV: weight}
     # a grown stage's own modules (the robust gate) keep their fresh, neutral initialisation
-    grown = {name: value for name, value in target.items() if name not in state and name.startswith("gate.")}
+    grown = {name: value for name, value in target.items() if name not in state and name.startswith(GROWN_MODULES)}
     for name, value in state.items():
         want = target.get(name)
         if want is None:

@@ -30,23 +30,17 @@ from torch import nn
 
 from burstkpn.camera import PATTERN_FLIPS  # a CFA pattern is RGGB seen through flips of the mosaic
 from burstkpn.errors import BurstKPNError
-from burstkpn.kernels import apply_kernels
 from burstkpn.metrics import mean_finite
 from burstkpn.models.kpn import (
     FIRST_CONV,
     KPN,
     ModelConfig,
     RobustGate,
-    blend_weight,
-    bounded_dc_correction,
+    blend_toward_mean,
     check_shifts,
-    frame_mean,
-    gate_scale,
-    kernel_sum,
+    merge_frames,
     mismatch_maps,
-    normalize_kernel_sum,
     unwrap,
-    validity_scale,
 )
 from burstkpn.models.unet import UNet, pad_to_multiple
 from burstkpn.noise import noise_std_map
@@ -61,7 +55,7 @@ class PlanarConfig(ModelConfig):
     ``shared_kernels`` (one kernel set and one blend for all planes, the alternative to measure), and
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
     ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
-    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``."""
+    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``, ``agreement_blend``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -73,8 +67,8 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales:
-            raise BurstKPNError("coarse_scales are not available on a planar model")
+        if self.coarse_scales or self.agreement_blend:
+            raise BurstKPNError("coarse_scales and agreement_blend are not available on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
@@ -186,28 +180,14 @@ def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Te
     b, c, n, h, w = burst.shape
     k = kernels.shape[3]
     flat = burst.reshape(b * c, n, h, w)
-    kern = kernels.reshape(b * c, n, k, k, h, w)
+    sigma = noise_map.reshape(b * c, h, w)
     valid_flat = None if valid is None else valid.to(burst.device).repeat_interleave(c, dim=0)
-    if valid_flat is not None:
-        kern = kern * validity_scale(valid_flat).to(kern.dtype)[:, :, None, None, None, None]
-    extra = {}
-    if gate is not None:
-        scale = gate_scale(gate(flat, noise_map.reshape(b * c, 1, h, w), valid_flat), kern)
-        kern = kern * scale.to(kern.dtype)[:, :, None, None]
-        extra["gate"] = scale.reshape(b, c, n, h, w)
-    sums = None
-    if normalize:
-        sums = kernel_sum(kern)
-        kern = normalize_kernel_sum(kern, sums, reuse=reuse_kernels)
-    output, per_frame = apply_kernels(flat, kern)
-    if dc_bound > 0:
-        output = output + bounded_dc_correction(output, sums, noise_map.reshape(b * c, h, w), dc_bound)
-    if blend is not None:
-        weight = blend_weight(blend.reshape(b * c, h, w))  # as the grayscale KPN: 0 (the kernels) at first
-        output = output + weight * (frame_mean(flat, valid_flat) - output)
-        extra["blend"] = weight.reshape(b, c, h, w)
-    extra.update(per_frame=per_frame.reshape(b, c, n, h, w), kernels=kern.reshape(b, c, n, k, k, h, w))
-    return output.reshape(b, c, h, w), extra
+    output, extra = merge_frames(flat, kernels.reshape(b * c, n, k, k, h, w), sigma, valid_flat, gate, normalize,
+                                 dc_bound, reuse_kernels)
+    output, blends = blend_toward_mean(output, flat, sigma, valid_flat,
+                                       None if blend is None else blend.reshape(b * c, h, w))
+    result = {name: value.reshape(b, c, *value.shape[1:]) for name, value in {**extra, **blends}.items()}
+    return output.reshape(b, c, h, w), result
 
 
 def build_planar(config: PlanarConfig) -> PlanarKPN:
