@@ -308,6 +308,29 @@ def test_train_three_steps_from_gray_weights_and_resume(photo_dir, tmp_path):
     assert not TrainConfig().colour.planar and "[colour]" in to_toml(TrainConfig())
 
 
+def test_planar_weights_grow_an_agreement_blend_fitted_alone(photo_dir, tmp_path):
+    """Joint weights + a run config that adds ``agreement_blend`` with ``trainable = ["agree."]``: the grown model
+    starts as the joint model it grew from, only the blend's weights move, and a part that would change the
+    inputs (validity maps) is not grown onto planar weights (the stored config is used)."""
+    from burstkpn.train import train
+
+    first = train(tiny_colour_config(steps=2), photo_dir, tmp_path / "joint", progress=False)["model"]
+    cfg = tiny_colour_config(steps=3, trainable=["agree."], lr=1e-2, model={"agreement_blend": True})
+    fitted = train(cfg, photo_dir, tmp_path / "agree", init=tmp_path / "joint" / "model.safetensors", progress=False)["model"]
+    assert fitted.config.agreement_blend and isinstance(fitted, PlanarKPN)
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, fitted.state_dict()[name]), name
+    assert float(fitted.agree.mlp[-1].weight.detach().abs().sum()) > 0
+    burst = torch.rand(1, 4, 4, 16, 16)
+    with torch.no_grad():  # the blend shut (its last layer back at zero): the joint model's output exactly
+        fitted.agree.mlp[-1].weight.zero_(), fitted.agree.mlp[-1].bias.zero_()
+        torch.testing.assert_close(predict_planar(fitted.eval(), burst, 0.01, 0.001)["output"],
+                                   predict_planar(first.eval(), burst, 0.01, 0.001)["output"], rtol=0, atol=0)
+    other = train(tiny_colour_config(steps=1, model={"variable_frames": True}), photo_dir, tmp_path / "v",
+                  init=tmp_path / "joint" / "model.safetensors", progress=False)["model"]
+    assert not other.config.variable_frames
+
+
 def test_train_fresh_rgb_with_processed_loss(photo_dir, tmp_path):
     from burstkpn.train import train
 

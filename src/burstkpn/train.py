@@ -376,15 +376,27 @@ def planar_config(cfg: TrainConfig):
     return PlanarConfig.from_model(cfg.model, cfg.colour.planes, cfg.colour.shared_kernels)
 
 
+# parts a trained planar model can grow by: they change neither its inputs nor its head's outputs
+PLANAR_GROWABLE = {"agreement_blend", "robust_gate", "normalize_kernels", "dc_bound"}
+
+
 def init_planar(model, cfg: TrainConfig, init, main: bool):
     """``--init`` weights for a colour run -> (planar model, cfg with the model they give): grayscale KPN weights
     are grown (`GROWABLE` parts, as for gray runs) and spread over the planes (`planar_from_gray`); planar
-    weights are taken as they are, with their config."""
-    from burstkpn.models.planar import PlanarConfig, planar_from_gray
+    weights are grown by `PLANAR_GROWABLE` parts the run's config adds, else taken as they are, with their config."""
+    from burstkpn.models.planar import PlanarConfig, PlanarKPN, planar_from_gray
 
     if isinstance(model.config, PlanarConfig):
         if model.config.planes != cfg.colour.planes:
             raise BurstKPNError(f"{init}: a {model.config.planes}-plane model cannot train on {cfg.colour.mode} bursts")
+        added = [name for name in GROWABLE if getattr(cfg.model, name) != getattr(model.config, name)]
+        if can_grow(model.config.base, cfg.model) and set(added) <= PLANAR_GROWABLE:
+            config = PlanarConfig.from_model(cfg.model, model.config.planes, model.config.shared_kernels, model.config.align_planes)
+            grown = PlanarKPN(config)
+            grown.load_state_dict(grow_state(model.state_dict(), grown))
+            if main:
+                print(f"burstkpn: {init} grown/changed: {', '.join(added) or 'prealign'}", file=sys.stderr)
+            return grown.train(), replace(cfg, model=config.base, colour=replace(cfg.colour, shared_kernels=config.shared_kernels))
         if model.config != planar_config(cfg) and main:
             print(f"burstkpn: using the model config stored in {init}", file=sys.stderr)
         return model, replace(cfg, model=model.config.base, colour=replace(cfg.colour, shared_kernels=model.config.shared_kernels))

@@ -34,6 +34,7 @@ from burstkpn.metrics import mean_finite
 from burstkpn.models.kpn import (
     FIRST_CONV,
     KPN,
+    AgreementBlend,
     ModelConfig,
     RobustGate,
     blend_toward_mean,
@@ -55,7 +56,7 @@ class PlanarConfig(ModelConfig):
     ``shared_kernels`` (one kernel set and one blend for all planes, the alternative to measure), and
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
     ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
-    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``, ``agreement_blend``."""
+    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -67,8 +68,8 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales or self.agreement_blend:
-            raise BurstKPNError("coarse_scales and agreement_blend are not available on a planar model")
+        if self.coarse_scales:
+            raise BurstKPNError("coarse_scales are not available on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
@@ -103,7 +104,7 @@ class PlanarKPN(nn.Module):
     """forward(burst (B, C, N, H, W) linear planes, noise_map (B, C, H, W), valid (B, N) or None) -> dict:
     output (B, C, H, W), per_frame (B, C, N, H, W), kernels (B, C, N, K, K, H, W) (with shared kernels the
     same set on every plane), and blend (B, C, H, W) with ``mean_blend``, gate (B, C, N, H, W) with
-    ``robust_gate``.
+    ``robust_gate``, agreement (B, C, H, W) with ``agreement_blend`` (each plane's from its own frames and noise).
 
     Network input channels: plane 0's N frames, plane 1's, ..., then the C noise maps, then the N validity
     maps (``variable_frames``), then the N mismatch maps (``difference_inputs``); head outputs: one group of
@@ -128,6 +129,7 @@ class PlanarKPN(nn.Module):
                 taps[:, k // 2, k // 2] = 1.0 / n
                 head.bias.copy_(group.repeat(config.kernel_groups))
         self.gate = RobustGate() if config.robust_gate else None
+        self.agree = AgreementBlend() if config.agreement_blend else None  # per plane, from its own evidence
 
     def check_input(self, burst: torch.Tensor, noise_map: torch.Tensor) -> None:
         c, n = self.config.planes, self.config.frames
@@ -162,20 +164,22 @@ class PlanarKPN(nn.Module):
         kernels = raw[:, :, : n * k * k].reshape(b, g, n, k, k, h, w).expand(b, c, n, k, k, h, w)
         blend = raw[:, :, -1].expand(b, c, h, w) if cfg.mean_blend else None
         output, extra = merge_planes(burst, kernels, noise_map, valid if cfg.variable_frames else None,
-                                     self.gate, cfg.normalize_kernels, blend, cfg.dc_bound, reuse_kernels=True)
+                                     self.gate, cfg.normalize_kernels, blend, cfg.dc_bound, reuse_kernels=True,
+                                     agree=self.agree)
         return {"output": output, **extra}
 
 
 def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
                  gate: nn.Module | None = None, normalize: bool = False,
                  blend: torch.Tensor | None = None, dc_bound: float = 0.0,
-                 reuse_kernels: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 reuse_kernels: bool = False, agree: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The grayscale KPN's kernel stage on each plane: planes folded into the batch.
 
     burst (B, C, N, H, W), kernels (B, C, N, K, K, H, W), noise_map (B, C, H, W), valid (B, N) or None,
-    blend (B, C, H, W) raw head output or None -> (output (B, C, H, W), {per_frame, kernels[, gate][, blend]});
-    ``dc_bound``: as ModelConfig.dc_bound (with ``normalize``). ``reuse_kernels``: ``kernels`` is the caller's
-    scratch (the head's output), which normalisation may overwrite outside autograd (`normalize_kernel_sum`).
+    blend (B, C, H, W) raw head output or None, agree an `AgreementBlend` or None -> (output (B, C, H, W),
+    {per_frame, kernels[, gate][, blend][, agreement]}); ``dc_bound``: as ModelConfig.dc_bound (with ``normalize``).
+    ``reuse_kernels``: ``kernels`` is the caller's scratch (the head's output), which normalisation may overwrite
+    outside autograd (`normalize_kernel_sum`).
     """
     b, c, n, h, w = burst.shape
     k = kernels.shape[3]
@@ -185,7 +189,7 @@ def merge_planes(burst: torch.Tensor, kernels: torch.Tensor, noise_map: torch.Te
     output, extra = merge_frames(flat, kernels.reshape(b * c, n, k, k, h, w), sigma, valid_flat, gate, normalize,
                                  dc_bound, reuse_kernels)
     output, blends = blend_toward_mean(output, flat, sigma, valid_flat,
-                                       None if blend is None else blend.reshape(b * c, h, w))
+                                       None if blend is None else blend.reshape(b * c, h, w), agree)
     result = {name: value.reshape(b, c, *value.shape[1:]) for name, value in {**extra, **blends}.items()}
     return output.reshape(b, c, h, w), result
 
