@@ -51,7 +51,7 @@ def main() -> None:
                     float((k[0].sum(axis=(0, 1)) / k.sum(axis=(0, 1, 2))).mean()),
                     float(((total - centre) / total).mean()),
                     np.percentile(k.sum(axis=(0, 1, 2)), [5, 95]),
-                    float(out["blend"].mean()) if "blend" in out else float("nan"),
+                    float(out["blend" if "blend" in out else "agreement"].mean()) if {"blend", "agreement"} & set(out) else float("nan"),
                     psnr(out["output"][0].numpy(), ts.clean[i], float(ts.white_level[i])),
                     psnr(ts.noisy[i].mean(0), ts.clean[i], float(ts.white_level[i])),
                 ))
