@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--evaluation", type=Path, required=True, help="Markdown file with the evaluation")
     p.add_argument("--notes", type=Path)
     p.add_argument("--out", type=Path, default=PRETRAINED)
+    p.add_argument("--base", help="a shipped model the run grew from with it frozen (trainable): ship the grown part alone")
     args = p.parse_args()
 
     weights = args.run / "model.safetensors"
@@ -51,7 +52,7 @@ def main() -> None:
         hardware=args.hardware, commands=args.command, evaluation=args.evaluation.read_text().strip(),
         notes=args.notes.read_text().strip() if args.notes else "",
     )
-    for path in ship(weights, card, args.out):
+    for path in ship(weights, card, args.out, base=args.base):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

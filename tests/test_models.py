@@ -174,3 +174,47 @@ def test_blend_starts_at_zero_and_cannot_die():
     assert torch.equal(b.detach(), torch.tensor([0.0, 0.0, 0.3, 1.0]))
     b.sum().backward()
     assert torch.equal(raw.grad, torch.ones(4))  # the identity's gradient everywhere
+
+
+def test_a_part_fitted_on_frozen_weights_ships_alone_and_loads_back_onto_them(tmp_path):
+    """`save_weights(..., base=FILE)`: only the grown part's tensors are written (with the base's name and
+    digest); loading puts them on the base beside it, equal to the whole model. A base that changed, a base
+    that is missing, and a model whose old weights moved give one-line errors."""
+    from burstkpn.models.kpn import grow_state
+
+    tiny = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
+    base = build_model(ModelConfig(**tiny, init="random"))
+    save_weights(base, tmp_path / "base.safetensors", info={"name": "base"})
+    grown = build_model(ModelConfig(**tiny, init="random", agreement_blend=True))
+    grown.load_state_dict(grow_state(base.state_dict(), grown, base.config))
+    with torch.no_grad():
+        for p in grown.agree.parameters():
+            p.normal_(0, 0.3)
+        grown.agree.mlp[-1].weight.abs_(), grown.agree.mlp[-1].bias.fill_(0.5)  # open: b >= 0.5 everywhere
+    save_weights(grown, tmp_path / "part.safetensors", info={"name": "part"}, base=tmp_path / "base.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "part.safetensors"), framework="pt") as f:
+        assert f.keys() and all(k.startswith("agree.") for k in f.keys())
+    loaded = load_model(tmp_path / "part.safetensors")
+    for name, value in grown.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert loaded.info["name"] == "part"
+    burst = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():
+        assert float(predict(loaded, burst, 0.01, 0.001)["agreement"].abs().sum()) > 0
+    moved = build_model(grown.config)
+    moved.load_state_dict(grown.state_dict())
+    with torch.no_grad():
+        moved.unet.head.bias.add_(1e-3)
+    with pytest.raises(BurstKPNError, match="not a part grown on"):
+        save_weights(moved, tmp_path / "moved.safetensors", base=tmp_path / "base.safetensors")
+    assert not (tmp_path / "moved.safetensors").exists()
+    with torch.no_grad():
+        base.unet.head.bias.add_(1e-3)
+    save_weights(base, tmp_path / "base.safetensors")  # the base changed after the part was fitted
+    with pytest.raises(BurstKPNError, match="fitted on other weights"):
+        load_model(tmp_path / "part.safetensors")
+    (tmp_path / "base.safetensors").unlink()
+    with pytest.raises(BurstKPNError, match="not beside it"):
+        load_model(tmp_path / "part.safetensors")

@@ -215,7 +215,7 @@ def test_trainable_fits_a_grown_gate_alone(photo_dir, tmp_path, prefix, part, mo
     """``trainable = ["gate."]`` (or ``["agree."]``): a robustness gate (agreement blend) grown onto trained
     weights moves, nothing else does; a prefix that names no parameter is a clear error."""
     base = train(tiny_config(steps=2), photo_dir, tmp_path / "a", progress=False)["model"]
-    gated = tiny_config(steps=4, trainable=[prefix], model={part: True},
+    gated = tiny_config(steps=4, trainable=[prefix], model={part: True}, ema_decay=0.9,  # frozen stays exact
                         data={"local_fraction": 0.5, "static_fraction": 0.5, "local": {"intruder_rate": 0.5}})
     fitted = train(gated, photo_dir, tmp_path / "b", init=tmp_path / "a" / "model.safetensors", progress=False)["model"]
     for name, value in base.state_dict().items():

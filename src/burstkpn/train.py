@@ -275,7 +275,8 @@ class WeightAverage:
     noise, which a small-batch run at a high learning rate has plenty of.
 
     After step t (1-based): avg = d·avg + (1 − d)·weights with d = min(decay, (1 + t) / (10 + t)), so the
-    first steps are not averaged with the initial weights for long. Non-float buffers are copied.
+    first steps are not averaged with the initial weights for long. Non-float buffers and frozen parameters
+    are copied.
     """
 
     def __init__(self, model, decay: float, state: dict | None = None):
@@ -285,9 +286,13 @@ class WeightAverage:
 
     def update(self, model, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
+        core = unwrap(model)
+        # frozen weights (``trainable``) are copied: averaging a constant drifts it by float rounding (1e-6 of
+        # it after 2,500 steps), and a part fitted on frozen weights must sit on them exactly (`save_weights` base)
+        frozen = {name for name, p in core.named_parameters() if not p.requires_grad}
         with torch.no_grad():
-            for name, value in unwrap(model).state_dict().items():
-                if value.is_floating_point():
+            for name, value in core.state_dict().items():
+                if value.is_floating_point() and name not in frozen:
                     self.state[name].mul_(d).add_(value.detach(), alpha=1 - d)
                 else:
                     self.state[name].copy_(value)

@@ -64,9 +64,12 @@ def model_name(model: BurstDenoiser) -> str:
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = None,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, base: str | Path | None = None) -> None:
     """Write ``model``'s parameters and config atomically; ``info`` (JSON-able) goes in metadata too.
-    ``dtype``: float32 (shipped weights), or float16 for half-size snapshots (`load_model` casts back)."""
+    ``dtype``: float32 (shipped weights), or float16 for half-size snapshots (`load_model` casts back).
+    ``base``: a weights file (a shipped one, by path) that ``model`` grew from with every old weight frozen
+    (``trainable``): only the grown parts' tensors are written (`models.kpn.GROWN_MODULES`), with the base's
+    file name and a digest of its tensors; `load_model` puts them back on it (a few KB instead of 12 MB)."""
     from safetensors.torch import save_file
 
     core = unwrap(model)
@@ -74,8 +77,29 @@ def save_weights(model: torch.nn.Module, path: str | Path, info: dict | None = N
                for k, v in core.state_dict().items()}
     metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(to_dict(core.config)),
                 "info": json.dumps(info or {})}
+    if base is not None:
+        from burstkpn.models.kpn import GROWN_MODULES, grow_state
+
+        base_model = load_model(base)
+        expected = grow_state(base_model.state_dict(), core, base_model.config)
+        tensors = {k: v for k, v in tensors.items() if k.startswith(GROWN_MODULES)}
+        moved = [k for k, v in core.state_dict().items() if k not in tensors and not torch.equal(v.cpu(), expected[k])]
+        if moved or not tensors:
+            raise BurstKPNError(f"{path}: not a part grown on {base} (changed: {', '.join(moved[:3]) or 'no grown part'})")
+        metadata["base"] = json.dumps({"file": Path(base).name, "digest": state_digest(base_model.state_dict())})
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and float32 bytes: which weights a grown part was fitted on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -101,9 +125,10 @@ def read_metadata(path: str | Path) -> dict:
         else:
             config = from_dict(ModelConfig, values)
         info = json.loads(metadata.get("info", "{}"))
+        base = json.loads(metadata["base"]) if "base" in metadata else None
     except (json.JSONDecodeError, BurstKPNError) as exc:
         raise BurstKPNError(f"{path}: unusable model config in its metadata ({exc})") from None
-    return {"config": config, "info": info}
+    return {"config": config, "info": info, "base": base}
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDenoiser:
@@ -121,6 +146,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - as above
         raise BurstKPNError(f"{path}: cannot read the weights ({str(exc).splitlines()[0][:120]})") from None
+    if meta["base"] is not None:
+        state = {**base_state(path, meta["base"], model), **state}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -128,6 +155,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
         raise BurstKPNError(f"{path}: weights do not match the architecture in its config ({first[:160]})") from None
     model.info = meta["info"]
     return model.to(device).eval()
+
+
+def base_state(path: Path, base: dict, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights a grown part stored at ``path`` sits on (`save_weights` with ``base``): the base file next to it,
+    grown to ``model``'s config; one-line errors when it is missing or is not the file the part was fitted on."""
+    from burstkpn.models.kpn import can_grow, grow_state
+
+    where = Path(path).parent / str(base.get("file", ""))
+    if not where.is_file():
+        raise BurstKPNError(f"{path}: a part fitted on {where.name}, which is not beside it")
+    base_model = load_model(where)
+    if not can_grow(base_model.config, model.config) or state_digest(base_model.state_dict()) != base.get("digest"):
+        raise BurstKPNError(f"{path}: fitted on other weights than {where} (its digest or config differs)")
+    return grow_state(base_model.state_dict(), model, base_model.config)
 
 
 def resolve_model(name_or_path: str | Path | None = None, frames: int | None = None,
