@@ -231,25 +231,36 @@ def test_inspect_raw_shows_the_bayer_mean_or_one_named_cfa_plane(plane_weights, 
     assert "a raw burst (GRBG) has the planes mean, R, Gr, Gb, B" in capsys.readouterr().err
 
 
-def test_contributions_count_the_blend_toward_the_mean():
-    """A model with mean_blend: each frame's effective weight is (1 - b)·its kernel sum + b/N, so with the blend
-    forced to 1 every frame contributes 1/N whatever the kernels, and the output is the frames' mean."""
+@pytest.mark.parametrize("blends", [("mean_blend",), ("agreement_blend",), ("mean_blend", "agreement_blend")])
+def test_contributions_count_the_blend_toward_the_mean(blends):
+    """A model with mean_blend (or agreement_blend, or both): each frame's effective weight is (1 - b)·its kernel
+    sum + b/N, so with the blend forced to 1 every frame contributes 1/N whatever the kernels, and the output
+    is the frames' mean; half of each blend makes b = 1 - (1/2)(1/2) = 3/4. The blend has its own picture."""
     import torch
 
     from burstkpn.inspect import inspect_burst
     from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.viz import inspection_figures
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(4, 8), frames=4, mean_blend=True))
-    with torch.no_grad():
-        head = model.unet.head
-        head.bias[:-1].add_(0.05 * torch.randn_like(head.bias[:-1]))  # kernels away from the mean
-        head.bias[-1] = 1.0  # b = 1 everywhere
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, **dict.fromkeys(blends, True)))
     frames = np.random.default_rng(0).random((4, 24, 24)).astype(np.float32)
-    ins = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
-    assert ins.blend is not None and np.allclose(ins.blend, 1.0)
-    assert np.allclose(ins.contributions, 0.25, atol=1e-6)
-    np.testing.assert_allclose(ins.output, frames.mean(axis=0), atol=1e-5)
+    for level in (1.0, 0.5):
+        with torch.no_grad():
+            head = model.unet.head
+            kernels = 4 * 9 if "mean_blend" in blends else head.bias.numel()
+            head.bias[:kernels].add_(0.05 * torch.randn_like(head.bias[:kernels]))  # kernels away from the mean
+            if "mean_blend" in blends:
+                head.bias[-1] = level
+            if "agreement_blend" in blends:
+                model.agree.mlp[-1].bias.fill_(level)
+        ins = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+        expected = 1 - (1 - level) ** len(blends)
+        assert ins.blend is not None and np.allclose(ins.blend, expected, atol=1e-6), (level, ins.blend.mean())
+        if level == 1.0:
+            assert np.allclose(ins.contributions, 0.25, atol=1e-6)
+            np.testing.assert_allclose(ins.output, frames.mean(axis=0), atol=1e-5)
+    assert "blend.png" in inspection_figures(ins, [("a pixel", (3, 3))])
 
 
 def test_inspect_raw_with_a_joint_model_shows_the_named_plane_as_denoise_makes_it(plane_weights, tmp_path, capsys,

@@ -125,7 +125,7 @@ def inspection_figures(ins, pixels, white_level: float = 1.0) -> dict[str, bytes
     """All of `burstkpn inspect`'s pictures of an `inspect.Inspection`, by file name."""
     from burstkpn.inspect import kernels_at
 
-    return {
+    figures = {
         "kernels.png": kernel_grid(ins.frames[0], kernels_at(ins, pixels), pixels, white_level),
         "contributions.png": contribution_maps(ins.contributions),
         "dominant.png": dominant_map(ins.dominant, ins.frames.shape[0]),
@@ -134,3 +134,6 @@ def inspection_figures(ins, pixels, white_level: float = 1.0) -> dict[str, bytes
         "reference.png": image_png(ins.frames[0], white_level),
         "output.png": image_png(ins.output, white_level),
     }
+    if ins.blend is not None:  # models that blend toward the frames' mean: where they do
+        figures["blend.png"] = scalar_map(ins.blend, "weight of the frames' mean in the output", "b")
+    return figures

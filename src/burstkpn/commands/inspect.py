@@ -203,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
                 "contributions.png": "Per-frame contribution maps (sum of each frame's kernel weights)",
                 "dominant.png": "Which frame dominates where", "noise.png": "Noise-estimate map (the network's input)",
                 "residual.png": "Output minus the reference frame"}
+    if "blend.png" in figures:
+        captions["blend.png"] = "Weight of the frames' mean in the output (blend toward the mean)"
     write_report(Report(f"burstkpn inspect: {data['source']}", images, "noisy reference", "denoised",
                         [(c, figures[n]) for n, c in captions.items()], [{"method": m, **r} for m, r in rows.items()],
                         CAPTION, {"burst": data["source"], "channel/plane": data["plane_description"],
