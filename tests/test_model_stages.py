@@ -19,6 +19,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({}, {"coarse_scales": (3,), "difference_inputs": True, "variable_frames": True}),
                                          ({}, {"robust_gate": True}), ({}, {"robust_gate": True, "variable_frames": True}),
                                          ({}, {"agreement_blend": True}), ({}, {"agreement_blend": True, "variable_frames": True}),
+                                         ({"agreement_blend": True, "prealign": "global"}, {"resampling_input": True}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -171,6 +172,31 @@ def test_agreement_blend_moves_the_output_to_the_mean_where_it_opens():
     torch.testing.assert_close(out["output"][1], burst[1].mean(dim=0))
     with pytest.raises(BurstKPNError, match="agreement_blend"):
         ModelConfig(kind="dpn", agreement_blend=True)
+
+
+def test_resampling_input_reads_the_fractional_part_of_the_prealignment_shifts():
+    """`resampling_softness` is f(1 - f) summed over the axes, averaged over the counted frames; `predict` hands the
+    shifts it aligned with to the blend: a blend set by hand to b = 2·softness opens on half-pixel shifts (b = 1)
+    and stays shut on whole-pixel ones, whatever the frames show."""
+    from burstkpn.models.kpn import resampling_softness
+
+    shifts = torch.tensor([[[0.0, 0.0], [0.5, 0.5], [0.25, -0.25], [2.0, -3.0]]])
+    expected = (0.5 + 2 * 0.1875 + 0) / 3
+    torch.testing.assert_close(resampling_softness(shifts, torch.tensor([[0.0, 1, 1, 1]])), torch.tensor([expected]))
+    model = build_model(ModelConfig(**TINY, prealign="global", agreement_blend=True, resampling_input=True)).eval()
+    with torch.no_grad():
+        for layer in (model.agree.mlp[0], model.agree.mlp[2], model.agree.mlp[4]):
+            layer.weight.zero_(), layer.bias.zero_()
+        model.agree.mlp[0].weight[0, 7] = 2.0  # hidden 0 = relu(2·softness)
+        model.agree.mlp[2].weight[0, 0] = 1.0
+        model.agree.mlp[4].weight[0, 0] = 1.0
+    burst = torch.rand(1, 4, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        half = predict(model, burst, 0.01, 0.001, shifts=torch.tensor([[[0.0, 0.0], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]))
+        whole = predict(model, burst, 0.01, 0.001, shifts=torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, -2.0], [3.0, 1.0]]]))
+    assert torch.allclose(half["agreement"], torch.ones(1)) and torch.all(whole["agreement"] == 0)
+    with pytest.raises(BurstKPNError, match="resampling_input"):
+        ModelConfig(**TINY, agreement_blend=True, resampling_input=True)  # no pre-alignment
 
 
 def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():

@@ -84,6 +84,12 @@ class ModelConfig:
     # network (``trainable = ["agree."]``) that keeps what it computes everywhere the blend stays shut.
     # b = 0 at first: a model grown with it computes what it did before.
     agreement_blend: bool = False
+    # The agreement blend also sees how much pre-alignment resampled the frames (KPN with agreement_blend and a
+    # pre-alignment): per burst, the mean over the other frames of f(1 - f) summed over both axes, f the
+    # fractional part of the frame's shift. Whole-pixel shifts (static, tripod, whole-pixel shake) give 0 and a
+    # sharp mean; fractional ones (the paper's motion, handheld) a mean the bilinear warp has softened. Its
+    # weights start at zero: grown onto a fitted blend it computes what that blend did.
+    resampling_input: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -104,6 +110,9 @@ class ModelConfig:
         for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
+        if self.resampling_input and not (self.agreement_blend and self.prealign != "none"):
+            raise BurstKPNError("resampling_input is an input of the agreement blend after a pre-alignment: it needs "
+                                "agreement_blend and prealign global or global-integer")
         if self.dc_bound < 0 or (self.dc_bound > 0 and not self.normalize_kernels):
             raise BurstKPNError(f"dc_bound must be >= 0 and needs normalize_kernels (it bounds what the kernel sum "
                                 f"may change), got {self.dc_bound} with normalize_kernels = {self.normalize_kernels}")
@@ -180,10 +189,10 @@ class KPN(BurstDenoiser):
                 head.bias.zero_()  # coarse kernels (if any) start at zero
                 head.bias[: bias.numel()].copy_(bias.flatten())
         self.gate = RobustGate() if config.robust_gate else None
-        self.agree = AgreementBlend() if config.agreement_blend else None
+        self.agree = AgreementBlend(resampling=config.resampling_input) if config.agreement_blend else None
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         b, n, h, w = burst.shape if burst.ndim == 4 else (0, 0, 0, 0)
         k = self.config.kernel_size
         raw = self.network(burst, noise_map, valid)
@@ -200,7 +209,7 @@ class KPN(BurstDenoiser):
                 output = output + apply_kernels(box_blur(merged, scale), coarse[:, j : j + 1], scale, "replicate")[0]
             result["coarse_kernels"] = coarse
         output, blends = blend_toward_mean(output, burst, sigma, valid, raw[:, -1] if self.config.mean_blend else None,
-                                           self.agree)
+                                           self.agree, shifts)
         return {"output": output, **result, **blends}
 
 
@@ -233,11 +242,12 @@ def merge_frames(burst: torch.Tensor, kernels: torch.Tensor, sigma: torch.Tensor
 
 
 def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Tensor | None, valid: torch.Tensor | None,
-                      blend_raw: torch.Tensor | None = None, agree: nn.Module | None = None
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                      blend_raw: torch.Tensor | None = None, agree: nn.Module | None = None,
+                      shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """output (B, H, W) of the kernels, burst (B, N, H, W), sigma (B, H, W), valid (B, N) or None -> (output moved
     toward the frames' mean, {[blend][, agreement]}): by b = `blend_weight` of the head's ``blend_raw`` (B, H, W)
-    (``mean_blend``), then by a = ``agree``'s weight (`AgreementBlend`, ``agreement_blend``)."""
+    (``mean_blend``), then by a = ``agree``'s weight (`AgreementBlend`, ``agreement_blend``; ``shifts`` (B, N, 2)
+    the pre-alignment's shifts, for its resampling input)."""
     if blend_raw is None and agree is None:
         return output, {}
     mean, result = frame_mean(burst, valid), {}
@@ -246,7 +256,7 @@ def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Te
         output = output + blend * (mean - output)
         result["blend"] = blend
     if agree is not None:
-        agreement = agree(burst, sigma[:, None], valid, output, mean)
+        agreement = agree(burst, sigma[:, None], valid, output, mean, shifts)
         output = output + agreement * (mean - output)
         result["agreement"] = agreement
     return output, result
@@ -376,18 +386,20 @@ class AgreementBlend(nn.Module):
     """
 
     SIZES = (5, 11)
-    FEATURES = 2 * len(SIZES) + len(SIZES) + 1
+    FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, last)
 
-    def __init__(self, hidden: int = 16):
+    def __init__(self, hidden: int = 16, resampling: bool = False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        self.resampling = resampling
+        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES + int(resampling), hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
                                  nn.Conv2d(hidden, 1, 1))
         nn.init.zeros_(self.mlp[-1].weight)  # b = 0 everywhere at first
         nn.init.zeros_(self.mlp[-1].bias)
 
     def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
-                 output: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        """-> (B, FEATURES, H, W) float32."""
+                 output: torch.Tensor, mean: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+        """-> (B, FEATURES (+ 1), H, W) float32; ``shifts`` (B, N, 2): the pre-alignment's, for the resampling input
+        (`resampling_softness`; None: frames not resampled)."""
         with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
             b, n = burst.shape[:2]
             flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
@@ -404,13 +416,25 @@ class AgreementBlend(nn.Module):
             for size in self.SIZES:
                 parts.append(torch.log1p(box_blur(diff2, size)[:, 0] / (sigma2 + 1e-10)))
             parts.append(torch.log10(noise_map.float()[:, 0] + 1e-6) + 2)
+            if self.resampling:
+                soft = torch.zeros(b, device=burst.device) if shifts is None else resampling_softness(shifts.to(burst.device), others)
+                parts.append(soft[:, None, None].expand_as(parts[-1]))
             return torch.stack(parts, dim=1)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
-                output: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        x = self.features(burst, noise_map, valid, output, mean)
+                output: torch.Tensor, mean: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.features(burst, noise_map, valid, output, mean, shifts)
         with torch.autocast(burst.device.type, enabled=False):
             return blend_weight(self.mlp(x)[:, 0])
+
+
+def resampling_softness(shifts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """shifts (B, N, 2) pre-alignment shifts in pixels, weights (B, N) (1 for the frames to count) -> (B,): the
+    weighted mean over frames of f_y(1 - f_y) + f_x(1 - f_x), f the fractional part of each shift. A bilinear warp
+    by f averages two neighbours with weights f and 1 - f; 0 for whole-pixel shifts, 0.5 at half a pixel in both."""
+    frac = shifts.float() - torch.floor(shifts.float())
+    soft = (frac * (1 - frac)).sum(dim=-1)
+    return (soft * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 def gate_scale(trust: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -449,7 +473,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend", "agreement_blend")
+            "mean_blend", "agreement_blend", "resampling_input")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
@@ -575,12 +599,14 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     if config.prealign != "none":
         from burstkpn.align import align_global
 
-        burst, _ = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
+        burst, shifts = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
         valid = torch.cat([valid, valid.new_zeros(b, missing)], dim=1)
         frames = torch.cat([frames, frames.new_full((b, missing), -1)], dim=1)
+        if shifts is not None:
+            shifts = torch.cat([shifts, shifts.new_zeros(b, missing, 2)], dim=1)
     if bool((valid < 1).any()):  # missing frames in: zero pixels (full bursts skip the copy)
         burst = burst * valid[:, :, None, None]
     noise_map = None
@@ -591,7 +617,8 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
             raise BurstKPNError(f"sigma_read/sigma_shot must be scalars or have {b} values")
         noise_map = noise_std_map(burst[:, :1], sr, ss)
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
-        result = model(burst, noise_map, valid if config.variable_frames else None)
+        extra = {"shifts": shifts} if getattr(config, "resampling_input", False) else {}
+        result = model(burst, noise_map, valid if config.variable_frames else None, **extra)
     return {**result, "burst": burst, "valid": valid, "frames": frames}
 
 
