@@ -20,6 +20,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({}, {"robust_gate": True}), ({}, {"robust_gate": True, "variable_frames": True}),
                                          ({}, {"agreement_blend": True}), ({}, {"agreement_blend": True, "variable_frames": True}),
                                          ({"agreement_blend": True, "prealign": "global"}, {"resampling_input": True}),
+                                         ({"agreement_blend": True}, {"brightness_input": True}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -91,6 +92,7 @@ def test_robust_gate_hands_a_disagreeing_frames_weight_to_the_others():
     """A gate set by hand to distrust mismatch (logit 3 - 4·m5): inside the region where frame 2 shows other
     content its scale drops below 0.1 while the kernels' total weight is kept (a missing frame's scale is 0);
     elsewhere all frames keep about equal shares."""
+    torch.manual_seed(0)  # the network's random weights: not the global RNG state the tests before left
     model = build_model(ModelConfig(**TINY, robust_gate=True, variable_frames=True, init="random")).eval()
     with torch.no_grad():
         first, last = model.gate.mlp[0], model.gate.mlp[2]
@@ -197,6 +199,22 @@ def test_resampling_input_reads_the_fractional_part_of_the_prealignment_shifts()
     assert torch.allclose(half["agreement"], torch.ones(1)) and torch.all(whole["agreement"] == 0)
     with pytest.raises(BurstKPNError, match="resampling_input"):
         ModelConfig(**TINY, agreement_blend=True, resampling_input=True)  # no pre-alignment
+
+
+def test_brightness_input_is_the_log_local_mean_of_the_frames_mean():
+    """The blend's brightness input (last feature): log10 of the 5x5 box mean of the frames' mean, floored at 1e-4."""
+    from burstkpn.models.kpn import AgreementBlend
+
+    blend = AgreementBlend(brightness=True)
+    burst = torch.full((1, 4, 16, 16), 0.01)
+    burst[..., 8:, :] = 0.0
+    mean = burst.mean(dim=1)
+    f = blend.features(burst, torch.full((1, 1, 16, 16), 0.01), None, mean, mean)[0]
+    assert f.shape[0] == 8
+    torch.testing.assert_close(f[7, :5], torch.full((5, 16), -2.0))
+    torch.testing.assert_close(f[7, 11:], torch.full((5, 16), -4.0))
+    with pytest.raises(BurstKPNError, match="brightness_input"):
+        ModelConfig(**TINY, brightness_input=True)
 
 
 def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():

@@ -90,6 +90,10 @@ class ModelConfig:
     # sharp mean; fractional ones (the paper's motion, handheld) a mean the bilinear warp has softened. Its
     # weights start at zero: grown onto a fitted blend it computes what that blend did.
     resampling_input: bool = False
+    # The agreement blend also sees the local brightness (log10 of the 5x5 mean of the frames' mean, linear, white
+    # level 1): the metric and the loss are in gamma space, whose slope near black amplifies the mean's noise, and
+    # the other inputs are scale-free ratios to the noise. Zero weights at first, like resampling_input.
+    brightness_input: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -110,6 +114,8 @@ class ModelConfig:
         for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
+        if self.brightness_input and not self.agreement_blend:
+            raise BurstKPNError("brightness_input is an input of the agreement blend: it needs agreement_blend")
         if self.resampling_input and not (self.agreement_blend and self.prealign != "none"):
             raise BurstKPNError("resampling_input is an input of the agreement blend after a pre-alignment: it needs "
                                 "agreement_blend and prealign global or global-integer")
@@ -189,7 +195,8 @@ class KPN(BurstDenoiser):
                 head.bias.zero_()  # coarse kernels (if any) start at zero
                 head.bias[: bias.numel()].copy_(bias.flatten())
         self.gate = RobustGate() if config.robust_gate else None
-        self.agree = AgreementBlend(resampling=config.resampling_input) if config.agreement_blend else None
+        self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input)
+                      if config.agreement_blend else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -386,12 +393,12 @@ class AgreementBlend(nn.Module):
     """
 
     SIZES = (5, 11)
-    FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, last)
+    FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, + 1 with ``brightness``, in that order)
 
-    def __init__(self, hidden: int = 16, resampling: bool = False):
+    def __init__(self, hidden: int = 16, resampling: bool = False, brightness: bool = False):
         super().__init__()
-        self.resampling = resampling
-        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES + int(resampling), hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        self.resampling, self.brightness = resampling, brightness
+        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES + int(resampling) + int(brightness), hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
                                  nn.Conv2d(hidden, 1, 1))
         nn.init.zeros_(self.mlp[-1].weight)  # b = 0 everywhere at first
         nn.init.zeros_(self.mlp[-1].bias)
@@ -419,6 +426,8 @@ class AgreementBlend(nn.Module):
             if self.resampling:
                 soft = torch.zeros(b, device=burst.device) if shifts is None else resampling_softness(shifts.to(burst.device), others)
                 parts.append(soft[:, None, None].expand_as(parts[-1]))
+            if self.brightness:
+                parts.append(torch.log10(box_blur(mean.float()[:, None], 5)[:, 0].clamp(min=1e-4)))
             return torch.stack(parts, dim=1)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
@@ -473,7 +482,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend", "agreement_blend", "resampling_input")
+            "mean_blend", "agreement_blend", "resampling_input", "brightness_input")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:

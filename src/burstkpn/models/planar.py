@@ -56,7 +56,7 @@ class PlanarConfig(ModelConfig):
     ``shared_kernels`` (one kernel set and one blend for all planes, the alternative to measure), and
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
     ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
-    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``."""
+    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``, ``brightness_input``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -68,8 +68,8 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales or self.resampling_input:
-            raise BurstKPNError("coarse_scales and resampling_input are not available on a planar model")
+        if self.coarse_scales or self.resampling_input or self.brightness_input:
+            raise BurstKPNError("coarse_scales, resampling_input and brightness_input are not available on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
