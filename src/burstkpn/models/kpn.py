@@ -388,8 +388,10 @@ class AgreementBlend(nn.Module):
     their mismatch with the reference (`mismatch_maps`, 5x5 and 11x11; about log 2 where a frame agrees up to
     noise), log(1 + local mean of (output - mean)^2 / (sigma^2 / n)) over 5x5 and 11x11 (about log 2 where the
     kernels' output differs from the mean by the mean's own noise, large where they blur or sharpen), and
-    log10 sigma. Where frames agree the mean is unbiased and has the least noise any equal-weight merge can
-    have, so it is what a burst whose frames line up should come out as, up to spatial denoising.
+    log10 sigma; with ``resampling`` the pre-alignment's `resampling_softness`, with ``brightness`` log10 of the
+    local mean intensity (`ModelConfig.resampling_input`, `brightness_input`). Where frames agree the mean is
+    unbiased and has the least noise any equal-weight merge can have, so it is what a burst whose frames line up
+    should come out as, up to spatial denoising.
     """
 
     SIZES = (5, 11)
@@ -398,15 +400,16 @@ class AgreementBlend(nn.Module):
     def __init__(self, hidden: int = 16, resampling: bool = False, brightness: bool = False):
         super().__init__()
         self.resampling, self.brightness = resampling, brightness
-        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES + int(resampling) + int(brightness), hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+        inputs = self.FEATURES + int(resampling) + int(brightness)
+        self.mlp = nn.Sequential(nn.Conv2d(inputs, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
                                  nn.Conv2d(hidden, 1, 1))
         nn.init.zeros_(self.mlp[-1].weight)  # b = 0 everywhere at first
         nn.init.zeros_(self.mlp[-1].bias)
 
     def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
                  output: torch.Tensor, mean: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
-        """-> (B, FEATURES (+ 1), H, W) float32; ``shifts`` (B, N, 2): the pre-alignment's, for the resampling input
-        (`resampling_softness`; None: frames not resampled)."""
+        """-> (B, FEATURES [+ 1 resampling] [+ 1 brightness], H, W) float32; ``shifts`` (B, N, 2): the pre-alignment's,
+        for the resampling input (`resampling_softness`; None: frames not resampled)."""
         with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
             b, n = burst.shape[:2]
             flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
