@@ -297,8 +297,11 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
         head = out_full + head_in + 3 * big
         after = out * (1 + variable + gate + normalise) + 3 * big
         gating = gate * (out * (1 + variable) + 2 * 16 * big + 8 * big)
-        # agreement blend: two mismatch stacks of the frames, its 7 features and two hidden layers of 16
-        gating += int(getattr(config, "agreement_blend", False)) * (2 * big + 7 + 2 * 16 + 4)
+        # agreement blend: the frames' squared differences, two mismatch stacks of the frames, its features
+        # (7, + 1 each for the resampling and brightness inputs) and two hidden layers of 16
+        if getattr(config, "agreement_blend", False):
+            features = 7 + int(getattr(config, "resampling_input", False)) + int(getattr(config, "brightness_input", False))
+            gating += 3 * big + features + 2 * 16 + 4
     decoder = 2 * (w1 + 2 * w0) + inputs + 4 * big * difference
     alignment = 16 * n + 8 * n * planes
     held = planes * (3 * n + 2) + 2 * (planes + 1)  # the tile's planes, their aligned copy, outputs; blending sums

@@ -417,8 +417,9 @@ class AgreementBlend(nn.Module):
             others[:, 0] = 0
             count = others.sum(dim=1).clamp(min=1)[:, None, None]
             parts = []
+            frame_diff2 = (burst.float() - burst[:, :1].float()) ** 2  # shared by both window sizes
             for size in self.SIZES:
-                maps = mismatch_maps(burst, noise_map, valid, size).float()
+                maps = mismatch_maps(burst, noise_map, valid, size, diff2=frame_diff2).float()
                 parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
                 parts.append(maps.amax(dim=1))
             sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
@@ -470,12 +471,14 @@ def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
 
 
-def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None, size: int = 5) -> torch.Tensor:
+def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None, size: int = 5,
+                  diff2: torch.Tensor | None = None) -> torch.Tensor:
     """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + size² mean of (frame - reference)^2
     / (2 sigma^2)), about log 2 where a frame matches the reference, larger where it does not; 0 for
-    the reference and for missing frames."""
+    the reference and for missing frames. ``diff2``: (frame - reference)^2 in float32 if already computed."""
     with torch.autocast(burst.device.type, enabled=False):
-        diff2 = (burst.float() - burst[:, :1].float()) ** 2
+        if diff2 is None:
+            diff2 = (burst.float() - burst[:, :1].float()) ** 2
         local = box_blur(diff2, size)
         maps = torch.log1p(local / (2 * noise_map.float() ** 2 + 1e-8))
         maps[:, 0] = 0
