@@ -301,3 +301,53 @@ def test_max_filter_is_max_pool_bit_for_bit(size):
     want = F.max_pool2d(x.reshape(6, 1, 17, 23), size, 1, size // 2).reshape(2, 3, 17, 23)
     assert torch.equal(max_filter(x, size), want)
     assert (max_filter(x, size)[0, 0] == 50.0).sum() == (size // 2 + 1) ** 2
+
+
+def _robust_peak_reference(burst, corr):
+    """The peak scorer as it was before the subsampled gathers: every pixel gathered, the median taken over
+    every other row and column of the result, the overlap counted pixel by pixel."""
+    from burstkpn.align.shifts import PEAK_FLOOR, PEAK_MARGIN, PEAKS, max_filter
+
+    b, n, h, w = corr.shape
+    local_max = corr == max_filter(corr, 5)
+    scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
+    top, flat = scores.topk(min(PEAKS, h * w), dim=-1)
+    py, px = flat // w, flat % w
+    dy = torch.where(py > h // 2, py - h, py)
+    dx = torch.where(px > w // 2, px - w, px)
+    ys, xs = torch.arange(h)[:, None], torch.arange(w)[None, :]
+    costs = []
+    for k in range(top.shape[-1]):
+        sy, sx = ys - dy[..., k, None, None], xs - dx[..., k, None, None]
+        moved = burst.flatten(-2).gather(-1, ((sy % h) * w + sx % w).flatten(-2)).reshape(b, n, h, w)
+        inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
+        diff = torch.where(inside, (moved - burst[:, :1]).abs(), torch.full_like(moved, torch.nan))
+        cost = diff[..., ::2, ::2].flatten(-2).nanmedian(dim=-1).values
+        usable = (top[..., k] >= PEAK_FLOOR * top[..., 0]) & torch.isfinite(top[..., k]) & (inside.flatten(-2).sum(-1) > h * w // 4)
+        costs.append(torch.where(usable, cost, torch.full_like(cost, torch.inf)))
+    costs = torch.stack(costs, dim=-1)
+    best = costs.argmin(dim=-1)
+    best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
+    return py.gather(-1, best[..., None])[..., 0], px.gather(-1, best[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("seed, size", [(0, (64, 64)), (1, (75, 90)), (2, (33, 47))])
+def test_peak_scorer_picks_the_same_peaks_as_the_full_gather(seed, size):
+    """`_robust_peak` gathers only the pixels its median uses: the chosen peaks equal the full gather's on
+    bursts with large shifts (overlaps near the quarter limit), a moving subject and odd sizes."""
+    from scipy.ndimage import gaussian_filter
+
+    from burstkpn.align.shifts import _robust_peak
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    scene = gaussian_filter(rng.random((3 * h, 3 * w)), 1.5).astype(np.float32)
+    shifts = [(0, 0)] + [tuple(int(v) for v in rng.integers(-h // 2, h // 2 + 1, 2)) for _ in range(5)]
+    frames = np.stack([scene[h - dy : 2 * h - dy, w - dx : 2 * w - dx] for dy, dx in shifts])
+    frames[3, h // 4 : h // 2, w // 4 : w // 2] += 0.5  # a subject that matches nothing
+    burst = torch.from_numpy(frames + rng.normal(0, 0.02, frames.shape).astype(np.float32))[None]
+    spectrum = torch.fft.rfft2(burst - burst.mean(dim=(-2, -1), keepdim=True))
+    cross = spectrum[:, :1] * spectrum.conj()
+    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-12), s=size)
+    got, want = _robust_peak(burst, corr), _robust_peak_reference(burst, corr)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 
 from burstkpn.errors import BurstKPNError
-from burstkpn.tiles import choose_tile, run_tiled, tile_starts
+from burstkpn.tiles import TILE_MAX_SIDE, choose_tile, run_tiled, tile_starts
 
 
 def local_fn(tile):
@@ -51,7 +51,7 @@ def test_choose_tile_shrinks_to_the_fewest_tiles_that_cover_the_image():
         if h * w * per_px <= budget:
             assert side == max(h, w)
             continue
-        largest = max(int(np.sqrt(budget / per_px)) // 32 * 32, 2 * overlap, 32)
+        largest = max(min(int(np.sqrt(budget / per_px)), TILE_MAX_SIDE) // 32 * 32, 2 * overlap, 32)
         assert side % 32 == 0 and 2 * overlap <= side <= largest
         def counts(t):
             return [len(tile_starts(length, t, overlap)) for length in (h, w)]
@@ -60,6 +60,9 @@ def test_choose_tile_shrinks_to_the_fewest_tiles_that_cover_the_image():
         if side - 32 >= max(2 * overlap, 32):  # and no smaller side on the grid would do
             assert counts(side - 32) != counts(side)
     assert choose_tile(1024, 1024, 2**31, 2527, 32) == 544  # 2 x 2 tiles of 544², not of 896² (or 3 x 3 of 512²)
+    # a 12-MP raw burst's 1724² planes through a joint model: the budget allows 608², the cap makes 4 x 4 of 480²
+    assert choose_tile(1724, 1724, 2**31, 5439, 32) == 480
+    assert choose_tile(1724, 1724, 2**31, 5439, 32, max_side=10**6) == 608
     assert choose_tile(100, 100, 100 * 100 * 1000 + 2**20, 1000, fixed_bytes=2**20) == 100  # fixed part + pixels fit
     assert choose_tile(100, 100, 100 * 100 * 1000, 1000, fixed_bytes=2**20) < 100  # the fixed part counts
 
@@ -68,6 +71,8 @@ def test_choose_tile_shrinks_to_the_fewest_tiles_that_cover_the_image():
 # processes, 8 frames, fp32; `python benchmarks/speed.py --sections memory`, docs/speed-pipeline.md)
 MEASURED_KPN_MB = {(1, 256): 194, (1, 512): 588, (1, 768): 1239, (1, 1024): 2185,
                    (3, 256): 205, (3, 512): 661, (3, 768): 1452, (3, 1024): 2174}
+# ... and of the joint raw model, 4 planes (`--memory-models kpn-bayer-preview --memory-planes 4`)
+MEASURED_JOINT_MB = {384: 650, 512: 1045, 608: 1531}
 
 
 def test_memory_plan_covers_the_measured_peaks_with_a_margin():
@@ -82,6 +87,10 @@ def test_memory_plan_covers_the_measured_peaks_with_a_margin():
     for (planes, side), measured in MEASURED_KPN_MB.items():
         planned = (TILE_FIXED_BYTES + side * side * model_bytes_per_pixel(config, 8, planes)) / 2**20
         assert 1.15 * measured <= planned <= 1.6 * measured, (planes, side, planned, measured)
+    joint = resolve_model("kpn-bayer-preview", None)[0].config  # all 4 planes in one pass
+    for side, measured in MEASURED_JOINT_MB.items():
+        planned = (TILE_FIXED_BYTES + side * side * model_bytes_per_pixel(joint, 8, 4)) / 2**20
+        assert 1.15 * measured <= planned <= 1.6 * measured, (side, planned, measured)
 
 
 PEAK_SCRIPT = """

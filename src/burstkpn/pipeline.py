@@ -107,8 +107,6 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
         check_joint(net, len(planes), ensemble, half)
     h, w = planes.shape[-2:]
     per_pixel = model_bytes_per_pixel(net.config, planes.shape[1], len(planes))
-    if joint is not None:  # the network sees every plane at once: its phases counted per plane (the alignment's over-counted)
-        per_pixel *= len(planes)
     side = tile or choose_tile(h, w, memory_gb * 2**30, per_pixel, TILE_OVERLAP)
     if bf16 is None:
         from burstkpn.hardware import native_bf16
@@ -258,7 +256,8 @@ def resolve_noise(burst: Burst, planes: np.ndarray, given: NoiseLevel | None, ra
 
 def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) -> float:
     """Peak memory per pixel of one tile (bytes): `denoise_planes`'s HDR+ alignment of ``planes`` planes
-    of ``frames`` frames (default the model's N), then the model on one plane at a time, inference.
+    of ``frames`` frames (default the model's N), then the model on one plane at a time (a joint model: on all
+    at once), inference.
 
     Counted in float32 maps per pixel, phase by phase (the peak is the largest phase plus what stays
     alive throughout), and fitted to the peak resident memory measured in fresh processes (VmHWM above
@@ -266,7 +265,9 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
     docs/speed-pipeline.md): the shipped ``kpn`` measured 2.2-2.4 kB/px at 512-1024² tiles (3.1 kB at
     256², where a fixed part shows; `burstkpn.tiles.choose_tile` keeps that back), 2.2-2.6 kB with
     3 planes, and the same process ±10 % run to run; this count gives 1.94 / 2.17 kB before the 1.3
-    safety factor. The network's phases:
+    safety factor. A joint model (`models.planar`, ``config.planes``) runs all its planes at once: its kernel maps
+    are counted for every plane (``kpn-bayer-preview`` measured 4.2-4.6 kB/px at 384-608² tiles of 4 planes).
+    The network's phases:
 
     - head: its output (the kernel maps, N·K² + ...) and a transient copy of it as the 1x1 convolution
       writes it, its input, and the kernel application's padded burst, per-frame results and output;
@@ -277,6 +278,9 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
     - global pre-alignment and the tile alignment (phase correlation, candidate shifts, pyramid,
       aligned copies): about 16 maps per frame plus 8 per frame and plane.
     """
+    joint = getattr(config, "planes", None)  # a joint model (`models.planar`): all planes in one network pass
+    if joint:
+        planes = joint
     n = max(frames or config.frames, config.frames)
     big = config.frames  # the frames the network sees
     k2 = getattr(config, "kernel_size", 1) ** 2
@@ -296,12 +300,19 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
             out_full, head_in = 2 * out, w0
         head = out_full + head_in + 3 * big
         after = out * (1 + variable + gate + normalise) + 3 * big
+
         gating = gate * (out * (1 + variable) + 2 * 16 * big + 8 * big)
         # agreement blend: the frames' squared differences, two mismatch stacks of the frames, its features
         # (7, + 1 each for the resampling and brightness inputs) and two hidden layers of 16
         if getattr(config, "agreement_blend", False):
             features = 7 + int(getattr(config, "resampling_input", False)) + int(getattr(config, "brightness_input", False))
             gating += 3 * big + features + 2 * 16 + 4
+        if joint:  # every plane's kernel maps at once, views of the head's output (no transient copy), normalised
+            # in place; the gate and the blend run on all planes together (measured: kpn-bayer-preview 4.2-4.6 kB/px)
+            out_all = out * config.kernel_groups
+            head = out_all + head_in + 3 * big * joint
+            after = out_all * (1 + variable + gate) + 3 * big * joint
+            gating *= joint
     decoder = 2 * (w1 + 2 * w0) + inputs + 4 * big * difference
     alignment = 16 * n + 8 * n * planes
     held = planes * (3 * n + 2) + 2 * (planes + 1)  # the tile's planes, their aligned copy, outputs; blending sums

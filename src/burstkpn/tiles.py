@@ -21,16 +21,21 @@ TILE_MULTIPLE = 32  # U-Nets pad to a multiple of 2**depth; keep tiles on that g
 # that allocated, thread and convolution workspaces): 30-90 MB measured for the shipped KPN
 # (docs/speed-pipeline.md). `choose_tile` keeps it back from the budget (at most half of a small budget).
 TILE_FIXED_BYTES = 96 * 2**20
+# Tiling is cheapest per pixel at moderate sides: the network's time per pixel grows past ~500 px (the maps
+# fall out of cache; 2 AVX2 cores, 2 threads: kpn 4.4 / 5.1 / 5.6 s/MP at 384² / 544² / 1024² tiles,
+# kpn-bayer-preview 8.7 / 9.1 / 9.4 at 384² / 512² / 608², docs/speed-pipeline.md), and memory grows with
+# the side. So a burst that must be tiled gets tiles of at most this side (a 1024² burst: 2 x 2 of 544²).
+TILE_MAX_SIDE = 544
 
 
 def choose_tile(height: int, width: int, budget_bytes: float, bytes_per_pixel: float = DEFAULT_BYTES_PER_PIXEL,
-                overlap: int = 32, fixed_bytes: float = TILE_FIXED_BYTES) -> int:
+                overlap: int = 32, fixed_bytes: float = TILE_FIXED_BYTES, max_side: int = TILE_MAX_SIDE) -> int:
     """Tile side for `run_tiled` (a multiple of 32, at least 2 * overlap): the fewest tiles whose cost,
     ``fixed_bytes`` (at most half the budget) plus ``bytes_per_pixel`` per pixel, fits ``budget_bytes``,
     each as small as that count allows.
 
     Returns ``max(height, width)`` (one tile) when the whole image fits. Otherwise the largest side that
-    fits gives the number of tiles along each axis; the side is then shrunk to the smallest one (on the
+    fits, at most ``max_side``, gives the number of tiles along each axis; the side is then shrunk to the smallest one (on the
     32-px grid) that still covers the image with that many tiles, so that the tiles overlap by little
     more than ``overlap`` instead of re-processing much of the image (a 1024² image under a 896-px limit:
     2 x 2 tiles of 544², not of 896²).
@@ -41,7 +46,7 @@ def choose_tile(height: int, width: int, budget_bytes: float, bytes_per_pixel: f
     if height * width * bytes_per_pixel <= budget:
         return max(height, width)
     floor = max(2 * overlap, TILE_MULTIPLE)
-    side = max(int(np.sqrt(budget / bytes_per_pixel)) // TILE_MULTIPLE * TILE_MULTIPLE, floor)
+    side = max(min(int(np.sqrt(budget / bytes_per_pixel)), max_side) // TILE_MULTIPLE * TILE_MULTIPLE, floor)
     need = 0
     for length in (height, width):
         count = len(tile_starts(length, side, min(overlap, side // 2)))
