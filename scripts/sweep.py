@@ -1,4 +1,4 @@
-"""The sweep table: motion x content scale x noise level, methods as rows, one run (`burstkpn.sweep`).
+"""The sweep table: exposure x motion x content scale x noise level, methods as rows, one run (`burstkpn.sweep`).
 
     python scripts/sweep.py --images ../shared/data/test/lomiri13 --model kpn --out docs/sweep.md
 
@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 
+from burstkpn.errors import BurstKPNError
 from burstkpn.evaluate import resolve_methods
 from burstkpn.sweep import DEFAULT_GAINS, DEFAULT_MOTIONS, DEFAULT_SCALES, grid, markdown, run_sweep
 from burstkpn.weights import shipped_weights
@@ -26,7 +27,8 @@ def main() -> int:
     p.add_argument("--motions", nargs="+", default=list(DEFAULT_MOTIONS))
     p.add_argument("--scales", nargs="+", type=int, default=list(DEFAULT_SCALES))
     p.add_argument("--gains", nargs="+", default=list(DEFAULT_GAINS))
-    p.add_argument("--white-level", default="1,1", help="exposure range LOW,HIGH (default 1,1: well exposed)")
+    p.add_argument("--white-level", nargs="+", default=["1,1"],
+                   help="exposure ranges LOW,HIGH, one axis of the grid (default 1,1: well exposed; e.g. 1,1 0.1,0.3)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--per-image", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -34,11 +36,19 @@ def main() -> int:
     args = p.parse_args()
     shipped = {w.stem: w for w in shipped_weights()}
     models = [str(shipped.get(m, m)) for m in args.model]
-    low, high = (float(v) for v in args.white_level.split(","))
+    try:
+        exposures = [tuple(float(v) for v in r.split(",")) for r in args.white_level]
+        if any(len(r) != 2 for r in exposures):
+            raise ValueError
+    except ValueError:
+        p.error(f"--white-level takes LOW,HIGH pairs, got {' '.join(args.white_level)}")
     names = {n.strip() for n in args.methods.split(",")}
     limits = [item for item in args.max_bursts if item.rpartition("=")[0] in names]  # only for methods that run
     methods = resolve_methods(args.methods, models, limits)
-    cells = grid(args.motions, args.scales, args.gains, (low, high))
+    try:
+        cells = grid(args.motions, args.scales, args.gains, exposures=exposures)
+    except BurstKPNError as e:
+        p.error(str(e))
     sweep = run_sweep(args.images, cells, methods, size=args.size, per_image=args.per_image, seed=args.seed)
     scenes = sorted(set(sweep["scenes"].values()))
     text = (f"`{' '.join(['python'] + sys.argv)}`\n\n{len(cells)} cells x {scenes} scenes of {args.size}² (8 frames, seed "

@@ -31,6 +31,26 @@ def test_exposure_label():
     assert Cell("static", 1, "base", (0.2, 0.5)).label == "static s1 gbase wl0.2-0.5"
 
 
+def test_exposure_is_an_axis_of_the_grid(photo_dir):
+    """Several white-level ranges make several cells of the same motion, scale and gain; a dark cell's bursts
+    really are dark (the mean of its clean frames scales with the white level) and the mean there gains what
+    the noise allows."""
+    from burstkpn.errors import BurstKPNError
+    from burstkpn.testset import build_testset
+
+    cells = grid(["static"], [2], ["1"], exposures=[(1, 1), (0.1, 0.1)])
+    assert [c.label for c in cells] == ["static s2 g1", "static s2 g1 wl0.1-0.1"]
+    bright, dark = (build_testset(photo_dir, gains=["1"], size=32, motion="static", downsample=2, progress=False,
+                                  white_level=c.white_level) for c in cells)
+    np.testing.assert_allclose(dark.clean.mean(), 0.1 * bright.clean.mean(), rtol=1e-4)
+    sweep = run_sweep(photo_dir, cells, resolve_methods("reference,average", ()), size=32, progress=False)
+    ref, avg = sweep["rows"]["reference"], sweep["rows"]["average"]
+    assert ref[cells[1].label][1] < ref[cells[0].label][1] - 3  # same noise, a tenth of the signal
+    assert avg[cells[1].label][1] - ref[cells[1].label][1] > 6
+    with pytest.raises(BurstKPNError):
+        grid(["static"], [2], ["1"], exposures=[(0.5, 0.2)])
+
+
 def test_clipped_table_measures_the_clipped_region(photo_dir):
     from burstkpn.sweep import clipped_markdown, run_clipped
 

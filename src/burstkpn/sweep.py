@@ -38,9 +38,14 @@ class Cell:
 
 
 def grid(motions=DEFAULT_MOTIONS, scales=DEFAULT_SCALES, gains=DEFAULT_GAINS,
-         white_level: tuple[float, float] = (1.0, 1.0)) -> list[Cell]:
-    """Every combination, motion-major."""
-    return [Cell(m, int(s), str(g), white_level) for m in motions for s in scales for g in gains]
+         white_level: tuple[float, float] = (1.0, 1.0), exposures=None) -> list[Cell]:
+    """Every combination, exposure-major, then motion. ``exposures``: white-level ranges (LOW, HIGH), one
+    axis of the grid (a dark scene: e.g. (0.1, 0.3)); default just ``white_level``."""
+    ranges = [tuple(float(v) for v in r) for r in (exposures or [white_level])]
+    for low, high in ranges:
+        if not 0 < low <= high:
+            raise BurstKPNError(f"a white-level range needs 0 < LOW <= HIGH, got {low:g},{high:g}")
+    return [Cell(m, int(s), str(g), r) for r in ranges for m in motions for s in scales for g in gains]
 
 
 def linear_psnr(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, border: int = BORDER) -> float:
