@@ -332,3 +332,61 @@ def test_ensemble_of_a_symmetric_model_changes_nothing_and_averages_otherwise():
     assert got.shape == (20, 28)
     np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-6)
     assert np.abs(got - denoise_array(model, burst, noise)).max() > 1e-4  # a random model is not symmetric
+
+
+def _clipped_ramp(frames: int = 8, seed: int = 0):
+    """A horizontal ramp from 0.2 to 1.4 (a third of it past white), 64², static, sigma 0.05, clipped at 1."""
+    g = torch.Generator().manual_seed(seed)
+    clean = (0.2 + 1.2 * torch.linspace(0, 1, 64))[None, :].expand(64, 64)
+    noisy = clean + 0.05 * torch.randn(frames, 64, 64, generator=g)
+    return clean, noisy
+
+
+def test_saturated_pixels_are_held_at_white_and_unclipped_data_is_untouched(monkeypatch):
+    """Where most frames sit at the clip point the output is white (the kernels' mean of clipped draws is
+    dark), checked through `predict` with the shipped model; without the rule the same burst's highlight
+    comes out darker than 0.5 % of white. On unclipped frames (values above 1 included) nothing changes."""
+    from burstkpn.models import kpn as kpn_module
+    from burstkpn.weights import load_model, resolve_model
+
+    model = load_model(resolve_model("kpn", None)[1])
+    clean, noisy = _clipped_ramp()
+    clipped = noisy.clamp(0, 1)[None]
+    saturated = clean >= 1.0
+    with torch.no_grad():
+        held = predict(model, clipped, 0.05, 0.0)["output"][0]
+        unclipped_out = predict(model, noisy[None], 0.05, 0.0)["output"][0]
+        monkeypatch.setattr(kpn_module, "hold_saturation", lambda output, burst, valid=None: output)
+        raw = predict(model, clipped, 0.05, 0.0)["output"][0]
+        unclipped_raw = predict(model, noisy[None], 0.05, 0.0)["output"][0]
+    assert (raw[saturated] - 1).mean() < -0.005  # what the rule is for
+    assert abs(float((held[saturated] - 1).mean())) < 0.003
+    assert torch.equal(held[~saturated & (clean < 0.9)], raw[~saturated & (clean < 0.9)])
+    assert torch.equal(unclipped_out, unclipped_raw)  # unclipped values above 1 are not a clip point
+
+
+def test_saturation_needs_a_majority_of_the_valid_frames():
+    from burstkpn.models.kpn import hold_saturation
+
+    burst = torch.full((1, 8, 2, 2), 0.5)
+    burst[0, :4, 0, 0] = 1.0  # half: the median is below white
+    burst[0, :5, 0, 1] = 1.0  # five of eight
+    burst[0, :3, 1, 0] = 1.0  # three of the four valid frames
+    output = torch.full((1, 2, 2), 0.75)
+    valid = torch.tensor([[1.0, 1, 1, 1, 0, 0, 0, 0]])
+    assert hold_saturation(output, burst)[0].tolist() == [[0.75, 1.0], [0.75, 0.75]]
+    assert hold_saturation(output, burst, valid)[0].tolist() == [[1.0, 1.0], [1.0, 0.75]]
+
+
+def test_a_joint_model_holds_each_plane_at_its_own_clip():
+    """One CFA plane clips first (e.g. green under a warm light): only that plane is held at white."""
+    from burstkpn.models.planar import PlanarConfig, build_planar, predict_planar
+
+    model = build_planar(PlanarConfig(planes=4, widths=(8, 16), frames=8)).eval()
+    _, noisy = _clipped_ramp()
+    planes = torch.stack([noisy.clamp(0, 1) if c == 1 else 0.5 * noisy for c in range(4)])[None]  # (1, 4, 8, 64, 64)
+    out = predict_planar(model, planes, 0.05, 0.0)["output"][0]
+    at_white = (planes[0].sub(1).abs() <= 1e-4).sum(dim=1) > 4
+    assert at_white[1].float().mean() > 0.2 and not at_white[[0, 2, 3]].any()
+    assert torch.equal(out[1][at_white[1]], torch.ones(int(at_white[1].sum())))
+    assert (out[[0, 2, 3]] < 1).float().mean() > 0.9

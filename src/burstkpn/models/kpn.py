@@ -634,7 +634,30 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
         extra = {"shifts": shifts} if getattr(config, "resampling_input", False) else {}
         result = model(burst, noise_map, valid if config.variable_frames else None, **extra)
+    result["output"] = hold_saturation(result["output"], burst, valid)
     return {**result, "burst": burst, "valid": valid, "frames": frames}
+
+
+SENSOR_WHITE = 1.0  # linear inputs are scaled so that the sensor saturates here (DNG white level, 8/16-bit full scale)
+SATURATION_TOLERANCE = 1e-4  # a frame's value this close to white counts as clipped
+
+
+def hold_saturation(output: torch.Tensor, burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """output (B, H, W), burst (B, N, H, W) the frames as merged, valid (B, N) or None -> output, set to white
+    where more than half of the valid frames sit at white (`SENSOR_WHITE`): there the frames' median is the
+    clip point, which a scene at or above white gives, while any weighted mean of the clipped values (the
+    kernels' output) comes out below white by the share of noise draws that fell under it (a darkened
+    highlight: up to 0.9 % of white at gain 4, docs/experiments/clipping.md). Unclipped data never has a
+    majority of frames within `SATURATION_TOLERANCE` of exactly 1, so it is left as it is."""
+    with torch.no_grad():
+        at_white = ((burst.float() - SENSOR_WHITE).abs() <= SATURATION_TOLERANCE).float()
+        if valid is None:
+            count, total = at_white.sum(dim=1), burst.shape[1]
+        else:
+            flags = valid.to(burst.device).float()[:, :, None, None]
+            count, total = (at_white * flags).sum(dim=1), flags.sum(dim=1)
+        saturated = count > 0.5 * total
+    return torch.where(saturated, torch.full_like(output, SENSOR_WHITE), output)
 
 
 def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False, ensemble: bool = False) -> np.ndarray:

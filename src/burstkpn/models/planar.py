@@ -39,6 +39,7 @@ from burstkpn.models.kpn import (
     RobustGate,
     blend_toward_mean,
     check_shifts,
+    hold_saturation,
     merge_frames,
     mismatch_maps,
     unwrap,
@@ -324,6 +325,9 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
     noise_map = noise_std_map(burst[:, :, 0], sr, ss)  # (B, C, H, W): each plane's noisy reference
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
         result = model(burst, noise_map, valid if config.variable_frames else None)
+    # each plane held at white where most of its own frames are clipped there (one CFA plane may clip first)
+    result["output"] = hold_saturation(result["output"].reshape(b * c, h, w), burst.reshape(b * c, -1, h, w),
+                                       valid.repeat_interleave(c, dim=0)).reshape(b, c, h, w)
     return {**result, "burst": burst, "valid": valid, "frames": frames, **result_shifts}
 
 
