@@ -334,39 +334,60 @@ def test_ensemble_of_a_symmetric_model_changes_nothing_and_averages_otherwise():
     assert np.abs(got - denoise_array(model, burst, noise)).max() > 1e-4  # a random model is not symmetric
 
 
-def _clipped_ramp(frames: int = 8, seed: int = 0):
-    """A horizontal ramp from 0.2 to 1.4 (a third of it past white), 64², static, sigma 0.05, clipped at 1."""
+def _clipped_ramp(frames: int = 8, seed: int = 0, low: float = 0.2):
+    """A horizontal ramp from ``low`` to 1.4 (a third of it past white), 64², static, sigma 0.05 (clip it)."""
     g = torch.Generator().manual_seed(seed)
-    clean = (0.2 + 1.2 * torch.linspace(0, 1, 64))[None, :].expand(64, 64)
+    clean = (low + (1.4 - low) * torch.linspace(0, 1, 64))[None, :].expand(64, 64)
     noisy = clean + 0.05 * torch.randn(frames, 64, 64, generator=g)
     return clean, noisy
 
 
 def test_saturated_pixels_are_held_at_white_and_unclipped_data_is_untouched(monkeypatch):
     """Where most frames sit at the clip point the output is white (the kernels' mean of clipped draws is
-    dark), checked through `predict` with the shipped model; without the rule the same burst's highlight
-    comes out darker than 0.5 % of white. On unclipped frames (values above 1 included) nothing changes."""
+    dark), checked through `predict` with the shipped model on a ramp from -0.3 to 1.4 clipped at both ends;
+    without the rule the same burst's highlight comes out darker than 0.5 % of white. Black-clipped pixels are
+    left to the kernels, and on unclipped frames (values above 1 and below 0) nothing changes."""
     from burstkpn.models import kpn as kpn_module
     from burstkpn.weights import load_model, resolve_model
 
     model = load_model(resolve_model("kpn", None)[1])
-    clean, noisy = _clipped_ramp()
+    clean, noisy = _clipped_ramp(low=-0.3)
     clipped = noisy.clamp(0, 1)[None]
-    saturated = clean >= 1.0
+    white = clean >= 1.0
     with torch.no_grad():
         held = predict(model, clipped, 0.05, 0.0)["output"][0]
         unclipped_out = predict(model, noisy[None], 0.05, 0.0)["output"][0]
-        monkeypatch.setattr(kpn_module, "hold_saturation", lambda output, burst, valid=None: output)
+        monkeypatch.setattr(kpn_module, "hold_saturation", lambda output, clipped, valid=None: output)
         raw = predict(model, clipped, 0.05, 0.0)["output"][0]
         unclipped_raw = predict(model, noisy[None], 0.05, 0.0)["output"][0]
-    assert (raw[saturated] - 1).mean() < -0.005  # what the rule is for
-    assert abs(float((held[saturated] - 1).mean())) < 0.003
-    assert torch.equal(held[~saturated & (clean < 0.9)], raw[~saturated & (clean < 0.9)])
-    assert torch.equal(unclipped_out, unclipped_raw)  # unclipped values above 1 are not a clip point
+    assert (raw[white] - 1).mean() < -0.005  # what the rule is for
+    assert abs(float((held[white] - 1).mean())) < 0.003
+    below = clean < 0.9
+    assert torch.equal(held[below], raw[below])  # the shadows, black-clipped ones included, are the kernels'
+    assert torch.equal(unclipped_out, unclipped_raw)  # unclipped values beyond 0 and 1 are not clip points
+
+
+def test_saturation_survives_a_sub_pixel_prealignment():
+    """The pre-alignment's bilinear warp blends a clipped value with its neighbours (0.7·1 + 0.3·0.98 is no
+    longer at the clip point); the clip indicators move with the frames, so the highlight is still held."""
+    from burstkpn.weights import load_model, resolve_model
+
+    model = load_model(resolve_model("kpn", None)[1])
+    clean, noisy = _clipped_ramp()
+    shifts = torch.full((1, 8, 2), 0.3)
+    shifts[:, 0] = 0
+    with torch.no_grad():
+        result = predict(model, noisy.clamp(0, 1)[None], 0.05, 0.0, shifts=shifts)
+    seen, output = result["burst"][0], result["output"][0]
+    above = clean >= 1.03  # truth above white by more than half a sigma: most draws clip
+    above[:, :2] = above[:, -2:] = False
+    warped_majority = ((seen - 1).abs() <= 1e-4).sum(dim=0) > 4
+    assert warped_majority[above].float().mean() < 0.95  # counted on the warped frames, the clips would be missed
+    assert (output[above] == 1).float().mean() > 0.99  # held: the indicators moved with the frames
 
 
 def test_saturation_needs_a_majority_of_the_valid_frames():
-    from burstkpn.models.kpn import hold_saturation
+    from burstkpn.models.kpn import at_white, hold_saturation
 
     burst = torch.full((1, 8, 2, 2), 0.5)
     burst[0, :4, 0, 0] = 1.0  # half: the median is below white
@@ -374,8 +395,10 @@ def test_saturation_needs_a_majority_of_the_valid_frames():
     burst[0, :3, 1, 0] = 1.0  # three of the four valid frames
     output = torch.full((1, 2, 2), 0.75)
     valid = torch.tensor([[1.0, 1, 1, 1, 0, 0, 0, 0]])
-    assert hold_saturation(output, burst)[0].tolist() == [[0.75, 1.0], [0.75, 0.75]]
-    assert hold_saturation(output, burst, valid)[0].tolist() == [[1.0, 1.0], [1.0, 0.75]]
+    clipped = at_white(burst)
+    assert hold_saturation(output, clipped)[0].tolist() == [[0.75, 1.0], [0.75, 0.75]]
+    assert hold_saturation(output, clipped, valid)[0].tolist() == [[1.0, 1.0], [1.0, 0.75]]
+    assert hold_saturation(output, at_white(1 - burst), valid)[0].tolist() == [[0.75, 0.75], [0.75, 0.75]]  # not black
 
 
 def test_a_joint_model_holds_each_plane_at_its_own_clip():

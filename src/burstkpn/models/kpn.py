@@ -611,13 +611,19 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     if n == config.frames and bool((valid < 1).any()):
         # missing frames of a training burst: align as copies of the reference, then zero them
         burst = torch.where(valid[:, :, None, None] > 0, burst, burst[:, :1])
+    clipped = at_white(burst)
+    clipped = clipped if bool(clipped.any()) else None  # most bursts: nothing at the clip point
     if config.prealign != "none":
-        from burstkpn.align import align_global
+        from burstkpn.align import align_global, warp_frames
 
         burst, shifts = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
+        if clipped is not None:
+            clipped = warp_frames(clipped, shifts)  # the clip indicators move with their frames
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
+        if clipped is not None:
+            clipped = torch.cat([clipped, clipped.new_zeros(b, missing, *clipped.shape[-2:])], dim=1)
         valid = torch.cat([valid, valid.new_zeros(b, missing)], dim=1)
         frames = torch.cat([frames, frames.new_full((b, missing), -1)], dim=1)
         if shifts is not None:
@@ -634,7 +640,8 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
         extra = {"shifts": shifts} if getattr(config, "resampling_input", False) else {}
         result = model(burst, noise_map, valid if config.variable_frames else None, **extra)
-    result["output"] = hold_saturation(result["output"], burst, valid)
+    if clipped is not None:
+        result["output"] = hold_saturation(result["output"], clipped, valid)
     return {**result, "burst": burst, "valid": valid, "frames": frames}
 
 
@@ -642,21 +649,28 @@ SENSOR_WHITE = 1.0  # linear inputs are scaled so that the sensor saturates here
 SATURATION_TOLERANCE = 1e-4  # a frame's value this close to white counts as clipped
 
 
-def hold_saturation(output: torch.Tensor, burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """output (B, H, W), burst (B, N, H, W) the frames as merged, valid (B, N) or None -> output, set to white
-    where more than half of the valid frames sit at white (`SENSOR_WHITE`): there the frames' median is the
-    clip point, which a scene at or above white gives, while any weighted mean of the clipped values (the
-    kernels' output) comes out below white by the share of noise draws that fell under it (a darkened
-    highlight: up to 0.9 % of white at gain 4, docs/experiments/clipping.md). Unclipped data never has a
-    majority of frames within `SATURATION_TOLERANCE` of exactly 1, so it is left as it is."""
+def at_white(burst: torch.Tensor) -> torch.Tensor:
+    """burst (..., H, W) -> float 1 where a value sits at the sensor's clip point (`SENSOR_WHITE`), else 0."""
     with torch.no_grad():
-        at_white = ((burst.float() - SENSOR_WHITE).abs() <= SATURATION_TOLERANCE).float()
-        if valid is None:
-            count, total = at_white.sum(dim=1), burst.shape[1]
-        else:
-            flags = valid.to(burst.device).float()[:, :, None, None]
-            count, total = (at_white * flags).sum(dim=1), flags.sum(dim=1)
-        saturated = count > 0.5 * total
+        return ((burst.float() - SENSOR_WHITE).abs() <= SATURATION_TOLERANCE).float()
+
+
+def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """output (B, H, W); clipped (B, N, H, W): `at_white` of the frames before pre-alignment, moved with them
+    (a sub-pixel warp blends a clipped value with its neighbours, which would hide the clip); valid (B, N) or
+    None -> output, set to white where more than half of the valid frames were clipped (moved indicator above
+    1/2).
+
+    There the frames' median is the clip point, which a scene at or above white gives, while any weighted mean
+    of the clipped values (what kernels compute) comes out below white by the share of noise draws that fell
+    under it: a darkened highlight (up to 0.9 % of white at gain 4, docs/experiments/clipping.md). Unclipped
+    data never has a majority of frames within `SATURATION_TOLERANCE` of exactly 1, so it is left as it is.
+    Not done at black: there the scene is at or above the clip point, the frames' median (0) is the lowest it
+    can be, and holding it cost 0.5 dB at gain 4 on black-clipped bursts (the same docs)."""
+    with torch.no_grad():
+        flags = torch.ones(clipped.shape[:2], device=clipped.device) if valid is None else valid.to(clipped.device).float()
+        flags = flags[:, :, None, None]
+        saturated = ((clipped.float() > 0.5).float() * flags).sum(dim=1) > 0.5 * flags.sum(dim=1)
     return torch.where(saturated, torch.full_like(output, SENSOR_WHITE), output)
 
 
