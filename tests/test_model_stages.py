@@ -386,19 +386,42 @@ def test_saturation_survives_a_sub_pixel_prealignment():
     assert (output[above] == 1).float().mean() > 0.99  # held: the indicators moved with the frames
 
 
+def test_a_highlight_that_moved_off_the_reference_is_not_pasted_back():
+    """A clipped object in five of the eight frames but not in the reference (it moved, or it is a ghost) is
+    not held at white there: the rule needs the reference clipped too."""
+    from burstkpn.weights import load_model, resolve_model
+
+    model = load_model(resolve_model("kpn", None)[1])
+    g = torch.Generator().manual_seed(1)
+    burst = 0.3 + 0.02 * torch.randn(1, 8, 64, 64, generator=g)
+    burst[0, 1:6, 20:44, 20:44] = 1.0
+    with torch.no_grad():
+        out = predict(model, burst.clamp(0, 1), 0.02, 0.0, shifts=torch.zeros(1, 8, 2))["output"][0]
+    assert out[28:36, 28:36].max() < 0.9
+    burst[0, 0, 20:44, 20:44] = 1.0  # the reference clipped as well: a blown highlight, held
+    with torch.no_grad():
+        out = predict(model, burst.clamp(0, 1), 0.02, 0.0, shifts=torch.zeros(1, 8, 2))["output"][0]
+    assert torch.equal(out[22:42, 22:42], torch.ones(20, 20))
+
+
 def test_saturation_needs_a_majority_of_the_valid_frames():
     from burstkpn.models.kpn import at_white, hold_saturation
 
-    burst = torch.full((1, 8, 2, 2), 0.5)
+    burst = torch.full((1, 8, 6, 6), 0.5)
     burst[0, :4, 0, 0] = 1.0  # half: the median is below white
-    burst[0, :5, 0, 1] = 1.0  # five of eight
-    burst[0, :3, 1, 0] = 1.0  # three of the four valid frames
-    output = torch.full((1, 2, 2), 0.75)
+    burst[0, :5, 0, 3] = 1.0  # five of eight
+    burst[0, :3, 3, 0] = 1.0  # three of the four valid frames
+    burst[0, 1:6, 5, 5] = 1.0  # five of eight, but nothing near it in the reference: a ghost
+    output = torch.full((1, 6, 6), 0.75)
     valid = torch.tensor([[1.0, 1, 1, 1, 0, 0, 0, 0]])
+
+    def held(out):
+        return {(int(y), int(x)) for y, x in zip(*torch.nonzero(out[0] == 1.0, as_tuple=True))}
+
     clipped = at_white(burst)
-    assert hold_saturation(output, clipped)[0].tolist() == [[0.75, 1.0], [0.75, 0.75]]
-    assert hold_saturation(output, clipped, valid)[0].tolist() == [[1.0, 1.0], [1.0, 0.75]]
-    assert hold_saturation(output, at_white(1 - burst), valid)[0].tolist() == [[0.75, 0.75], [0.75, 0.75]]  # not black
+    assert held(hold_saturation(output, clipped)) == {(0, 3)}
+    assert held(hold_saturation(output, clipped, valid)) == {(0, 0), (0, 3), (3, 0)}
+    assert held(hold_saturation(output, at_white(1 - burst), valid)) == set()  # not black
 
 
 def test_a_joint_model_holds_each_plane_at_its_own_clip():

@@ -617,8 +617,8 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
         from burstkpn.align import align_global, warp_frames
 
         burst, shifts = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
-        if clipped is not None:
-            clipped = warp_frames(clipped, shifts)  # the clip indicators move with their frames
+        if clipped is not None:  # the clip indicators move with their frames (the reference stays as it is)
+            clipped = torch.cat([clipped[:, :1], warp_frames(clipped, shifts)[:, 1:]], dim=1)
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
@@ -659,7 +659,8 @@ def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Te
     """output (B, H, W); clipped (B, N, H, W): `at_white` of the frames before pre-alignment, moved with them
     (a sub-pixel warp blends a clipped value with its neighbours, which would hide the clip); valid (B, N) or
     None -> output, set to white where more than half of the valid frames were clipped (moved indicator above
-    1/2).
+    1/2) and the reference is clipped in the pixel's 3x3 neighbourhood (a clipped object that moved away from a
+    dark reference pixel is left to the kernels).
 
     There the frames' median is the clip point, which a scene at or above white gives, while any weighted mean
     of the clipped values (what kernels compute) comes out below white by the share of noise draws that fell
@@ -670,7 +671,11 @@ def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Te
     with torch.no_grad():
         flags = torch.ones(clipped.shape[:2], device=clipped.device) if valid is None else valid.to(clipped.device).float()
         flags = flags[:, :, None, None]
-        saturated = ((clipped.float() > 0.5).float() * flags).sum(dim=1) > 0.5 * flags.sum(dim=1)
+        hits = (clipped.float() > 0.5).float()
+        # the reference must be blown there too (something clipped in its 3x3 neighbourhood: its own draw may fall
+        # just under white): a bright object that moved off a dark reference pixel is a ghost, left to the kernels
+        blown = box_blur(hits[:, :1], 3)[:, 0] > 0
+        saturated = blown & ((hits * flags).sum(dim=1) > 0.5 * flags.sum(dim=1))
     return torch.where(saturated, torch.full_like(output, SENSOR_WHITE), output)
 
 

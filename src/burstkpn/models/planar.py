@@ -310,8 +310,9 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
                 shifts = estimate_global_shifts(guide(burst, config))
             flat, shifts = align_global(burst.reshape(b * c, n, h, w), integer=config.prealign == "global-integer",
                                         shifts=shifts.repeat_interleave(c, dim=0))
-            if clipped is not None:  # the clip indicators move with their frames
-                clipped = warp_frames(clipped.reshape(b * c, n, h, w), shifts).reshape(b, c, n, h, w)
+            if clipped is not None:  # the clip indicators move with their frames (the reference stays as it is)
+                moved = warp_frames(clipped.reshape(b * c, n, h, w), shifts).reshape(b, c, n, h, w)
+                clipped = torch.cat([clipped[:, :, :1], moved[:, :, 1:]], dim=2)
         burst, shifts = flat.reshape(b, c, n, h, w), shifts[::c]
         result_shifts = {"shifts": shifts}
     if n < config.frames:
