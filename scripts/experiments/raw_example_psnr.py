@@ -4,7 +4,8 @@
     burstkpn denoise raw12 -o kpn.dng --model kpn
     python scripts/experiments/raw_example_psnr.py raw12 raw12.clean.npy kpn.dng [more.dng ...]
 
-Linear mosaic PSNR (white level 1, the metric's 8-px border). The aligned mean: one global shift per frame
+Mosaic PSNR in the paper's display space (`metrics.psnr`: the sRGB curve on the linear mosaic, white level 1,
+8-px border), not on linear values. The aligned mean: one global shift per frame
 from the green planes' mean (phase correlation), the same bilinear warp on every plane, also with the shifts
 rounded to whole plane pixels.
 """
