@@ -49,6 +49,8 @@ def test_exposure_is_an_axis_of_the_grid(photo_dir):
     assert avg[cells[1].label][1] - ref[cells[1].label][1] > 6
     with pytest.raises(BurstKPNError):
         grid(["static"], [2], ["1"], exposures=[(0.5, 0.2)])
+    with pytest.raises(BurstKPNError):
+        grid(["static"], [2], ["1"], exposures=[(0.1, 0.3), (0.1, 0.3)])
 
 
 def test_clipped_table_measures_the_clipped_region(photo_dir):

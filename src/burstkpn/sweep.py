@@ -45,6 +45,8 @@ def grid(motions=DEFAULT_MOTIONS, scales=DEFAULT_SCALES, gains=DEFAULT_GAINS,
     for low, high in ranges:
         if not 0 < low <= high:
             raise BurstKPNError(f"a white-level range needs 0 < LOW <= HIGH, got {low:g},{high:g}")
+    if len(set(ranges)) < len(ranges):  # their cells would share labels and overwrite each other's scores
+        raise BurstKPNError(f"white-level ranges repeat: {' '.join(f'{lo:g},{hi:g}' for lo, hi in ranges)}")
     return [Cell(m, int(s), str(g), r) for r in ranges for m in motions for s in scales for g in gains]
 
 
