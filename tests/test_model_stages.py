@@ -404,6 +404,18 @@ def test_a_highlight_that_moved_off_the_reference_is_not_pasted_back():
     assert torch.equal(out[22:42, 22:42], torch.ones(20, 20))
 
 
+def test_a_short_burst_is_held_by_its_own_frames():
+    """A 4-frame burst through the variable-length model: the padded frames are neither clipped nor counted."""
+    from burstkpn.weights import load_model, resolve_model
+
+    model = load_model(resolve_model("kpn-variable", None)[1])
+    clean, noisy = _clipped_ramp(frames=4)
+    with torch.no_grad():
+        out = predict(model, noisy.clamp(0, 1)[None], 0.05, 0.0)["output"][0]
+    deep = clean[:, 2:-2] >= 1.2  # every draw clips here
+    assert torch.equal(out[:, 2:-2][deep], torch.ones(int(deep.sum())))
+
+
 def test_saturation_needs_a_majority_of_the_valid_frames():
     from burstkpn.models.kpn import at_white, hold_saturation
 

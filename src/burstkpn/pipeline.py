@@ -300,7 +300,6 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
             out_full, head_in = 2 * out, w0
         head = out_full + head_in + 3 * big
         after = out * (1 + variable + gate + normalise) + 3 * big
-
         gating = gate * (out * (1 + variable) + 2 * 16 * big + 8 * big)
         # agreement blend: the frames' squared differences, two mismatch stacks of the frames, its features
         # (7, + 1 each for the resampling and brightness inputs) and two hidden layers of 16

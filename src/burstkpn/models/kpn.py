@@ -611,19 +611,15 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
     if n == config.frames and bool((valid < 1).any()):
         # missing frames of a training burst: align as copies of the reference, then zero them
         burst = torch.where(valid[:, :, None, None] > 0, burst, burst[:, :1])
-    clipped = at_white(burst)
-    clipped = clipped if bool(clipped.any()) else None  # most bursts: nothing at the clip point
+    unaligned = burst
     if config.prealign != "none":
-        from burstkpn.align import align_global, warp_frames
+        from burstkpn.align import align_global
 
         burst, shifts = align_global(burst, integer=config.prealign == "global-integer", shifts=shifts)
-        if clipped is not None:  # the clip indicators move with their frames (the reference stays as it is)
-            clipped = torch.cat([clipped[:, :1], warp_frames(clipped, shifts)[:, 1:]], dim=1)
+    clipped = clip_indicators(unaligned, shifts if config.prealign != "none" else None)
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, missing, *burst.shape[-2:])], dim=1)
-        if clipped is not None:
-            clipped = torch.cat([clipped, clipped.new_zeros(b, missing, *clipped.shape[-2:])], dim=1)
         valid = torch.cat([valid, valid.new_zeros(b, missing)], dim=1)
         frames = torch.cat([frames, frames.new_full((b, missing), -1)], dim=1)
         if shifts is not None:
@@ -655,10 +651,23 @@ def at_white(burst: torch.Tensor) -> torch.Tensor:
         return ((burst.float() - SENSOR_WHITE).abs() <= SATURATION_TOLERANCE).float()
 
 
+def clip_indicators(burst: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor | None:
+    """burst (B, n, H, W) before pre-alignment, shifts (B, n, 2) the pre-alignment's (None: not pre-aligned) ->
+    (B, n, H, W) `at_white` of every frame, moved with its frame (the reference stays as it is: a sub-pixel warp
+    blends a clipped value with its neighbours, which would hide the clip), or None when nothing is at white."""
+    clipped = at_white(burst)
+    if not bool(clipped.any()):  # most bursts
+        return None
+    if shifts is not None:
+        from burstkpn.align import warp_frames
+
+        clipped = torch.cat([clipped[:, :1], warp_frames(clipped, shifts)[:, 1:]], dim=1)
+    return clipped
+
+
 def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """output (B, H, W); clipped (B, N, H, W): `at_white` of the frames before pre-alignment, moved with them
-    (a sub-pixel warp blends a clipped value with its neighbours, which would hide the clip); valid (B, N) or
-    None -> output, set to white where more than half of the valid frames were clipped (moved indicator above
+    """output (B, H, W); clipped (B, n, H, W) from `clip_indicators` (n <= N: frames a short burst lacks count as
+    not clipped); valid (B, N) or None -> output, set to white where more than half of the valid frames were clipped (moved indicator above
     1/2) and the reference is clipped in the pixel's 3x3 neighbourhood (a clipped object that moved away from a
     dark reference pixel is left to the kernels).
 
@@ -669,6 +678,9 @@ def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Te
     Not done at black: there the scene is at or above the clip point, the frames' median (0) is the lowest it
     can be, and holding it cost 0.5 dB at gain 4 on black-clipped bursts (the same docs)."""
     with torch.no_grad():
+        if valid is not None and clipped.shape[1] < valid.shape[1]:
+            clipped = torch.cat([clipped, clipped.new_zeros(clipped.shape[0], valid.shape[1] - clipped.shape[1],
+                                                            *clipped.shape[2:])], dim=1)
         flags = torch.ones(clipped.shape[:2], device=clipped.device) if valid is None else valid.to(clipped.device).float()
         flags = flags[:, :, None, None]
         hits = (clipped.float() > 0.5).float()

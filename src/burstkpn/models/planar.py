@@ -38,8 +38,8 @@ from burstkpn.models.kpn import (
     ModelConfig,
     RobustGate,
     blend_toward_mean,
-    at_white,
     check_shifts,
+    clip_indicators,
     hold_saturation,
     merge_frames,
     mismatch_maps,
@@ -300,21 +300,18 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
     if n == config.frames and bool((valid < 1).any()):
         burst = torch.where(valid[:, None, :, None, None] > 0, burst, burst[:, :, :1])
     result_shifts = {}
-    clipped = at_white(burst)  # (B, C, n, H, W): each plane's frames at the clip point
-    clipped = clipped if bool(clipped.any()) else None
+    unaligned, plane_shifts = burst.reshape(b * c, n, h, w), None
     if config.prealign != "none":
-        from burstkpn.align import align_global, estimate_global_shifts, warp_frames
+        from burstkpn.align import align_global, estimate_global_shifts
 
         with torch.no_grad():
             if shifts is None:
                 shifts = estimate_global_shifts(guide(burst, config))
-            flat, shifts = align_global(burst.reshape(b * c, n, h, w), integer=config.prealign == "global-integer",
-                                        shifts=shifts.repeat_interleave(c, dim=0))
-            if clipped is not None:  # the clip indicators move with their frames (the reference stays as it is)
-                moved = warp_frames(clipped.reshape(b * c, n, h, w), shifts).reshape(b, c, n, h, w)
-                clipped = torch.cat([clipped[:, :, :1], moved[:, :, 1:]], dim=2)
-        burst, shifts = flat.reshape(b, c, n, h, w), shifts[::c]
+            flat, plane_shifts = align_global(unaligned, integer=config.prealign == "global-integer",
+                                              shifts=shifts.repeat_interleave(c, dim=0))
+        burst, shifts = flat.reshape(b, c, n, h, w), plane_shifts[::c]
         result_shifts = {"shifts": shifts}
+    clipped = clip_indicators(unaligned, plane_shifts)  # (B·C, n, H, W): each plane's own frames
     if n < config.frames:
         missing = config.frames - n
         burst = torch.cat([burst, burst.new_zeros(b, c, missing, h, w)], dim=2)
@@ -332,10 +329,7 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
         result = model(burst, noise_map, valid if config.variable_frames else None)
     if clipped is not None:  # each plane held at white where most of its own frames clip (one CFA plane may clip first)
-        if clipped.shape[2] < burst.shape[2]:  # padded short bursts: their missing frames are not clipped
-            clipped = torch.cat([clipped, clipped.new_zeros(b, c, burst.shape[2] - clipped.shape[2], h, w)], dim=2)
-        result["output"] = hold_saturation(result["output"].reshape(b * c, h, w),
-                                           clipped.reshape(b * c, -1, h, w),
+        result["output"] = hold_saturation(result["output"].reshape(b * c, h, w), clipped,
                                            valid.repeat_interleave(c, dim=0)).reshape(b, c, h, w)
     return {**result, "burst": burst, "valid": valid, "frames": frames, **result_shifts}
 
