@@ -144,11 +144,8 @@ def test_shipped_models_keep_the_brightness_of_a_flat_field(name):
     """A flat field with the noise the model is told comes out at its frames' mean level (within 1 %), every plane of a
     joint raw model too, with white-balanced and with equal planes: a free kernel sum can learn to brighten
     (a joint run did, by up to 12 %: docs/experiments/colour-joint.md)."""
-    import torch
-
-    from burstkpn.models.kpn import predict
-    from burstkpn.models.planar import predict_planar
     from burstkpn.noise import add_noise, noise_level_for_gain
+    from burstkpn.pipeline import denoise_tile
     from burstkpn.weights import resolve_model
 
     model = load_model(resolve_model(name, None)[1]).eval()
@@ -157,11 +154,8 @@ def test_shipped_models_keep_the_brightness_of_a_flat_field(name):
     for ratios in ([(0.5, 1, 1, 0.45), (1, 1, 1, 1)] if joint else [(1,)]):
         for level in (0.1, 0.5, 0.9):
             clean = np.broadcast_to(np.float32(level) * np.float32(ratios)[:, None, None, None], (len(ratios), 8, 96, 96))
-            noisy = torch.from_numpy(add_noise(clean, noise, np.random.default_rng(0)))
-            with torch.no_grad():
-                out = (predict_planar(model, noisy[None], noise.sigma_read, noise.sigma_shot)["output"][0] if joint
-                       else predict(model, noisy, noise.sigma_read, noise.sigma_shot)["output"])
+            noisy = add_noise(clean, noise, np.random.default_rng(0))
+            out = denoise_tile(model, noisy, noise)  # (planes, H, W): the grey model per plane, a joint one at once
             # against the frames' own mean there (the draws' noise cancels): what any brightness-keeping merge gives
-            gains = (out[..., 8:-8, 8:-8].mean(dim=(-2, -1)).numpy()
-                     / noisy[..., 8:-8, 8:-8].reshape(len(ratios), -1).mean(dim=-1).numpy())
+            gains = out[..., 8:-8, 8:-8].mean(axis=(-2, -1)) / noisy[..., 8:-8, 8:-8].reshape(len(ratios), -1).mean(axis=-1)
             assert np.all(np.abs(gains - 1) < 0.01), (ratios, level, gains)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
-from burstkpn.models.kpn import predict
-from burstkpn.models.planar import predict_planar
 from burstkpn.noise import add_noise, noise_level_for_gain
+from burstkpn.pipeline import denoise_tile
 from burstkpn.weights import load_model, resolve_model
 
 
@@ -25,13 +23,8 @@ def flat_gains(model, ratios, level: float, gain: float = 2.0, seed: int = 0, si
     noise = noise_level_for_gain(gain)
     rng = np.random.default_rng(seed)
     clean = np.broadcast_to(np.asarray(ratios, np.float32)[:, None, None, None] * level, (len(ratios), 8, side, side))
-    noisy = torch.from_numpy(np.ascontiguousarray(add_noise(clean, noise, rng), np.float32))
-    with torch.no_grad():
-        if getattr(model.config, "planes", None):
-            out = predict_planar(model, noisy[None], noise.sigma_read, noise.sigma_shot)["output"][0]
-        else:
-            out = predict(model, noisy, noise.sigma_read, noise.sigma_shot)["output"]
-    inner = out[..., 8:-8, 8:-8].mean(dim=(-2, -1)).numpy()
+    out = denoise_tile(model, add_noise(clean, noise, rng), noise)  # grey: per plane; joint: all planes at once
+    inner = out[..., 8:-8, 8:-8].mean(axis=(-2, -1))
     return [float(o / (r * level)) for o, r in zip(inner, ratios)]
 
 
