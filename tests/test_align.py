@@ -28,6 +28,25 @@ def test_recovers_synthetic_subpixel_shifts(photo, gain, tol):
     assert np.percentile(np.concatenate(errors), 95) < 3 * tol
 
 
+def test_finds_the_shifts_of_a_dim_soft_burst_at_gain_8(photo):
+    """A dim (white level 0.2), soft (blurred) scene at the paper's gain 8, 64-px frames: phase correlation
+    with every frequency whitened, scored on single pixels, put 13 % of frames more than 2 px off (median
+    error 0.71 px); the partially whitened surface scored on block means halves that (6.5 %, 0.52 px)."""
+    from scipy.ndimage import gaussian_filter
+
+    soft = gaussian_filter(photo, 2)
+    errors = []
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        burst = synthesize_burst(soft, rng, BurstConfig(size=64))
+        noisy = add_noise(burst.frames * 0.2, noise_level_for_gain(8), rng)
+        _, shifts = align_global(torch.from_numpy(noisy)[None])
+        errors.append(np.abs(shifts[0].numpy() - burst.shifts).max(axis=1)[1:])
+    errors = np.concatenate(errors)
+    assert np.mean(errors > 2) < 0.09
+    assert np.median(errors) < 0.6
+
+
 def test_alignment_makes_frames_match_the_reference(photo):
     burst = synthesize_burst(photo, np.random.default_rng(1), BurstConfig(size=64))
     x = torch.from_numpy(burst.frames)[None]
@@ -304,28 +323,39 @@ def test_max_filter_is_max_pool_bit_for_bit(size):
 
 
 def _robust_peak_reference(burst, corr):
-    """The peak scorer as it was before the subsampled gathers: every pixel gathered, the median taken over
-    every other row and column of the result, the overlap counted pixel by pixel."""
-    from burstkpn.align.shifts import PEAK_FLOOR, PEAK_MARGIN, PEAKS, max_filter
+    """The peak scorer written plainly: for each candidate, the reference's 4x4 blocks (on its own grid) whose
+    source block lies inside the frame, cropped out of both, the mean square of the block-mean differences,
+    raised by SPREAD_PENALTY chance spreads for the number of blocks."""
+    import torch.nn.functional as F
+
+    from burstkpn.align.shifts import PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK, SPREAD_PENALTY, max_filter
 
     b, n, h, w = corr.shape
     local_max = corr == max_filter(corr, 5)
     scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
     top, flat = scores.topk(min(PEAKS, h * w), dim=-1)
+    top = torch.cat([top, corr[..., :1, :1].flatten(-2)], dim=-1)
+    flat = torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
     py, px = flat // w, flat % w
-    dy = torch.where(py > h // 2, py - h, py)
-    dx = torch.where(px > w // 2, px - w, px)
-    ys, xs = torch.arange(h)[:, None], torch.arange(w)[None, :]
-    costs = []
-    for k in range(top.shape[-1]):
-        sy, sx = ys - dy[..., k, None, None], xs - dx[..., k, None, None]
-        moved = burst.flatten(-2).gather(-1, ((sy % h) * w + sx % w).flatten(-2)).reshape(b, n, h, w)
-        inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
-        diff = torch.where(inside, (moved - burst[:, :1]).abs(), torch.full_like(moved, torch.nan))
-        cost = diff[..., ::2, ::2].flatten(-2).nanmedian(dim=-1).values
-        usable = (top[..., k] >= PEAK_FLOOR * top[..., 0]) & torch.isfinite(top[..., k]) & (inside.flatten(-2).sum(-1) > h * w // 4)
-        costs.append(torch.where(usable, cost, torch.full_like(cost, torch.inf)))
-    costs = torch.stack(costs, dim=-1)
+    costs, counts = torch.full(top.shape, torch.inf), torch.ones(top.shape)
+    for i in range(b):
+        for j in range(n):
+            for c in range(top.shape[-1]):
+                dy = int(py[i, j, c]) - h * (int(py[i, j, c]) > h // 2)
+                dx = int(px[i, j, c]) - w * (int(px[i, j, c]) > w // 2)
+                y0, y1, x0, x1 = max(0, dy), min(h, h + dy), max(0, dx), min(w, w + dx)
+                zero = c == top.shape[-1] - 1  # the zero shift is always a candidate
+                if not zero and not (torch.isfinite(top[i, j, c]) and top[i, j, c] >= PEAK_FLOOR * top[i, j, 0]
+                                     and (y1 - y0) * (x1 - x0) > h * w // 4):
+                    continue
+                k = SCORE_BLOCK
+                by0, bx0 = -(-y0 // k) * k, -(-x0 // k) * k  # the first grid blocks whose source is inside
+                by1 = by0 + (y1 - by0) // k * k  # past the last whole block inside the overlap
+                bx1 = bx0 + (x1 - bx0) // k * k
+                diff = burst[i, j, by0 - dy : by1 - dy, bx0 - dx : bx1 - dx] - burst[i, 0, by0:by1, bx0:bx1]
+                pooled = F.avg_pool2d(diff[None, None].float(), k)
+                costs[i, j, c], counts[i, j, c] = pooled.square().mean(), max(pooled.numel(), 1)
+    costs = costs * (1 + SPREAD_PENALTY * (2 / counts).sqrt())
     best = costs.argmin(dim=-1)
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
     return py.gather(-1, best[..., None])[..., 0], px.gather(-1, best[..., None])[..., 0]
@@ -333,8 +363,9 @@ def _robust_peak_reference(burst, corr):
 
 @pytest.mark.parametrize("seed, size", [(0, (64, 64)), (1, (75, 90)), (2, (33, 47))])
 def test_peak_scorer_picks_the_same_peaks_as_the_full_gather(seed, size):
-    """`_robust_peak` gathers only the pixels its median uses: the chosen peaks equal the full gather's on
-    bursts with large shifts (overlaps near the quarter limit), a moving subject and odd sizes."""
+    """`_robust_peak` scores every candidate with one gather of block means: the chosen peaks equal those of
+    the plain crop-and-pool scorer on bursts with large shifts (overlaps near the quarter limit), a moving
+    subject and odd sizes."""
     from scipy.ndimage import gaussian_filter
 
     from burstkpn.align.shifts import _robust_peak

@@ -20,15 +20,17 @@ def _check_burst(burst: torch.Tensor) -> None:
 
 
 def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.Tensor:
-    """Per-frame translation to the reference by phase correlation.
+    """Per-frame translation to the reference by (partially whitened) phase correlation.
 
     burst: (B, N, H, W) linear. Returns (B, N, 2) float32 (dy, dx) in pixels; frame 0 is zero.
-    The normalised cross-power spectrum is weighted by a Gaussian low-pass (``lowpass`` is its
-    σ as a fraction of the Nyquist frequency), which smooths the correlation surface so that noisy
-    high frequencies do not decide the peak; a parabola through the peak gives the sub-pixel part.
-    The frames are tapered by a Tukey window (flat over the middle half): a Hann window weighs the centre
-    so much that a subject moving there outvotes a still background. Among the strongest peaks the one
-    that leaves the smallest median difference wins (`_robust_peak`).
+    The cross-power spectrum is divided by its magnitude to the power ``WHITENING`` (1 would be plain phase
+    correlation, which gives every frequency the same weight, noise-dominated ones included) and weighted
+    by a Gaussian low-pass (``lowpass`` is its σ as a fraction of the Nyquist frequency), which smooths the
+    correlation surface so that noisy high frequencies do not decide the peak; a parabola through the peak
+    gives the sub-pixel part. The frames are tapered by a Tukey window (flat over the middle half): a Hann
+    window weighs the centre so much that a subject moving there outvotes a still background. Among the
+    strongest peaks and the zero shift, the one that leaves the smallest difference between 4x4 block means
+    wins (`_robust_peak`).
     """
     _check_burst(burst)
     b, n, h, w = burst.shape
@@ -37,7 +39,7 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     window = torch.outer(tukey_window(h), tukey_window(w)).to(x)
     spectrum = torch.fft.rfft2(x * window)
     cross = spectrum[:, :1] * spectrum.conj()  # reference against every frame
-    cross = cross / (cross.abs() + 1e-12)
+    cross = cross / (cross.abs() ** WHITENING + 1e-12)
     fy = torch.fft.fftfreq(h, device=x.device)[:, None] * 2
     fx = torch.fft.rfftfreq(w, device=x.device)[None, :] * 2
     cross = cross * torch.exp(-(fy**2 + fx**2) / (2 * lowpass**2))
@@ -90,10 +92,14 @@ def tukey_window(length: int, taper: float = 0.5) -> torch.Tensor:
     return torch.where(edge < 1, 0.5 * (1 - torch.cos(torch.pi * edge)), torch.ones_like(x)).float()
 
 
-PEAKS = 8  # candidate shifts per frame
+WHITENING = 0.5  # |cross-power|**-0.5: between phase correlation (1) and plain correlation (0); on 128-px test
+# bursts at the paper's gain 8 it halves the frames found more than 2 px off (docs/experiments/alignment.md)
+PEAKS = 16  # candidate shifts per frame (the correlation's highest local maxima), the zero shift besides
 PEAK_FLOOR = 0.1  # a candidate's correlation, at least this fraction of the highest (a still background
 # behind a subject moving at the centre measured 0.16)
-PEAK_MARGIN = 0.9  # another candidate replaces the highest only with a median difference this much smaller
+PEAK_MARGIN = 0.9  # another candidate replaces the highest only with a block difference this much smaller
+SPREAD_PENALTY = 2.0  # a candidate's score is raised by this many of its chance spreads (fewer blocks, more)
+SCORE_BLOCK = 4  # candidates are scored on the means of 4x4 blocks: the noise falls 4x, a misalignment stays
 
 
 def max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -113,36 +119,51 @@ def max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """burst (B, N, H, W), corr (B, N, H, W) phase correlation -> (py, px) (B, N) long: the chosen peak.
+    """burst (B, N, H, W), corr (B, N, H, W) correlation surface -> (py, px) (B, N) long: the chosen peak.
 
-    The candidates are the ``PEAKS`` highest local maxima (5x5) within ``PEAK_FLOOR`` of the highest;
-    each is scored by the median |frame moved by it - reference| over the pixels both frames cover,
-    which counts how much of the frame the shift explains rather than how strong the match is.
+    The candidates are the ``PEAKS`` highest local maxima (5x5) and the zero shift, each kept if its
+    correlation is within ``PEAK_FLOOR`` of the highest and the frames overlap by more than a quarter. Each
+    is scored by the mean squared difference between the reference and the moved frame over the
+    ``SCORE_BLOCK``-px blocks both cover, compared as block means: at high noise a per-pixel difference is all
+    noise for every candidate, block means keep the misalignment and lose most of the noise. The highest peak
+    stays unless another candidate scores below ``PEAK_MARGIN`` of its score.
     """
     b, n, h, w = corr.shape
     local_max = corr == max_filter(corr, 5)
     scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
     top, flat = scores.topk(min(PEAKS, h * w), dim=-1)  # (B, N, P)
+    top = torch.cat([top, corr[..., :1, :1].flatten(-2)], dim=-1)  # the zero shift: still bursts are common
+    flat = torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
     py, px = flat // w, flat % w
     dy = torch.where(py > h // 2, py - h, py)  # signed shifts
     dx = torch.where(px > w // 2, px - w, px)
-    # the median runs over every other row and column (every 4th pixel: as good, and the gathers 4x smaller)
-    ys = torch.arange(0, h, 2, device=burst.device)[:, None]
-    xs = torch.arange(0, w, 2, device=burst.device)[None, :]
-    ref = burst[:, :1, ::2, ::2]
-    flat_burst = burst.flatten(-2)
-    costs = []
-    for k in range(top.shape[-1]):
-        sy, sx = ys - dy[..., k, None, None], xs - dx[..., k, None, None]  # (B, N, h/2, w/2) source pixels
-        index = (sy % h) * w + sx % w
-        moved = flat_burst.gather(-1, index.flatten(-2)).reshape(index.shape)
-        inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
-        diff = torch.where(inside, (moved - ref).abs(), torch.full_like(moved, torch.nan))
-        cost = diff.flatten(-2).nanmedian(dim=-1).values
-        overlap = (h - dy[..., k].abs()).clamp(min=0) * (w - dx[..., k].abs()).clamp(min=0)  # pixels both frames cover
-        usable = (top[..., k] >= PEAK_FLOOR * top[..., 0]) & torch.isfinite(top[..., k]) & (overlap > h * w // 4)
+    k = min(SCORE_BLOCK, h, w)
+    # block means at every offset (avg_pool at stride 1), so that a block of the moved frame is one gather
+    means = F.avg_pool2d(burst.float().reshape(b * n, 1, h, w), k, stride=1).reshape(b, n, h - k + 1, w - k + 1)
+    hm, wm = means.shape[-2:]
+    ys = torch.arange(0, hm, k, device=burst.device)[:, None]  # the reference's blocks
+    xs = torch.arange(0, wm, k, device=burst.device)[None, :]
+    ref = means[:, :1, ::k, ::k]
+    flat_means = means.flatten(-2)
+    costs, counts = [], []  # each candidate's score and how many blocks it averages
+    for c in range(top.shape[-1]):
+        sy, sx = ys - dy[..., c, None, None], xs - dx[..., c, None, None]  # (B, N, hb, wb) source blocks
+        inside = (sy >= 0) & (sy < hm) & (sx >= 0) & (sx < wm)
+        index = sy.clamp(0, hm - 1) * wm + sx.clamp(0, wm - 1)
+        moved = flat_means.gather(-1, index.flatten(-2)).reshape(index.shape)
+        sq = torch.where(inside, (moved - ref).square(), torch.zeros_like(moved))
+        cost = sq.flatten(-2).sum(-1) / inside.flatten(-2).sum(-1).clamp(min=1)
+        overlap = (h - dy[..., c].abs()).clamp(min=0) * (w - dx[..., c].abs()).clamp(min=0)  # pixels both frames cover
+        usable = (top[..., c] >= PEAK_FLOOR * top[..., 0]) & torch.isfinite(top[..., c]) & (overlap > h * w // 4)
+        if c == top.shape[-1] - 1:
+            usable = torch.ones_like(usable)  # the zero shift is a prior, not a peak: always a candidate
         costs.append(torch.where(usable, cost, torch.full_like(cost, torch.inf)))
-    costs = torch.stack(costs, dim=-1)  # (B, N, P)
+        counts.append(inside.flatten(-2).sum(-1).clamp(min=1))
+    costs, counts = torch.stack(costs, dim=-1), torch.stack(counts, dim=-1)  # (B, N, P + 1)
+    # a score over m block means spreads by about sqrt(2 / m) of itself by chance, and the least of many
+    # candidates is low by chance: a candidate that overlaps little is charged for it (on a featureless or
+    # pure-noise frame every peak is chance, and this leaves the zero shift, which overlaps most)
+    costs = costs * (1 + SPREAD_PENALTY * (2 / counts.float()).sqrt())
     best = costs.argmin(dim=-1)
     # keep the highest peak unless another explains clearly more of the frame
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
