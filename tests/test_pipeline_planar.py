@@ -48,31 +48,76 @@ def colour_burst(size: int = 40, frames: int = 4, seed: int = 0) -> np.ndarray:
     return (frames + rng.normal(0, 0.02, frames.shape)).astype(np.float32)
 
 
-def previous_denoise_planes(model, planes, noise, tile, align=True, amp=False, ensemble=False, overlap=32):
-    """`pipeline.denoise_planes` before the dispatch: every plane through the grayscale model."""
+def per_plane_reference(model, planes, noise, tile, align=True, amp=False, ensemble=False, overlap=32, greens=None):
+    """`pipeline.denoise_planes` for a grayscale model written out: every plane through the grayscale model, its
+    global pre-alignment found on the mean of the ``greens`` planes when given (each plane's own otherwise)."""
     def one_tile(part):
         part = tile_align(part) if align else part
-        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
+        guide = None if greens is None else part[list(greens)].mean(axis=0)
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble, guide=guide) for p in part])
 
     return run_tiled(one_tile, np.asarray(planes), tile, overlap)
 
 
 @pytest.mark.parametrize("tile", [None, 24])
-def test_a_grayscale_model_keeps_the_per_plane_path_output_identical(weights, tile):
+def test_a_grayscale_model_runs_per_plane_aligned_on_the_green_channel(weights, tile):
     from burstkpn.weights import load_model
 
     frames = colour_burst()
     result = denoise_burst(frames, NOISE, model=weights["gray"], tile=tile, bf16=False)
     model = load_model(weights["gray"])
     planes = frames.transpose(3, 0, 1, 2)
-    want = previous_denoise_planes(model, planes, NOISE, result.tile)
+    want = per_plane_reference(model, planes, NOISE, result.tile, greens=(1,))
     np.testing.assert_array_equal(result.image, np.stack(want, axis=-1))
+    # the guide matters: each channel aligned on its own gives another image
+    own = per_plane_reference(model, planes, NOISE, result.tile)
+    assert np.abs(np.stack(own, axis=-1) - result.image).max() > 1e-4
     if tile is None:  # one tile: each plane of the tile-aligned burst through `denoise_array`, nothing else
-        direct = np.stack([denoise_array(model, p, NOISE) for p in tile_align(planes)], axis=-1)
+        aligned = tile_align(planes)
+        direct = np.stack([denoise_array(model, p, NOISE, guide=aligned[1]) for p in aligned], axis=-1)
         np.testing.assert_array_equal(result.image, direct)
-    # and the ensemble / no-alignment options as before
-    np.testing.assert_array_equal(denoise_planes(model, planes, NOISE, 24, align=False, ensemble=True),
-                                  previous_denoise_planes(model, planes, NOISE, 24, align=False, ensemble=True))
+    # and the ensemble / no-alignment options
+    np.testing.assert_array_equal(denoise_planes(model, planes, NOISE, 24, align=False, ensemble=True, greens=(1,)),
+                                  per_plane_reference(model, planes, NOISE, 24, align=False, ensemble=True, greens=(1,)))
+
+
+@pytest.mark.parametrize("pattern, greens", [("RGGB", (1, 2)), ("BGGR", (1, 2)), ("GRBG", (0, 3)), ("GBRG", (0, 3))])
+def test_the_green_planes_of_a_raw_burst_follow_its_cfa_pattern(tmp_path, pattern, greens):
+    from burstkpn.pipeline import green_planes
+
+    write_raw_burst(tmp_path, frames=2, size=32, pattern=pattern)
+    burst = load_input(tmp_path)
+    assert green_planes(burst) == greens
+    assert green_planes(burst, raw_mode="half") is None  # one plane: nothing to guide
+    assert green_planes(load_input(colour_burst())) == (1,)
+    assert green_planes(load_input(colour_burst()[..., 0])) is None
+
+
+def test_a_dark_plane_is_aligned_on_the_green_planes_at_high_gain():
+    """A Bayer burst whose red and blue planes see 5 % of the green light, at the paper's gain 8, 64-px planes,
+    frames moved by whole plane pixels: the shipped kpn run per plane loses the red plane's alignment on its
+    own, and keeps it when the green planes guide it."""
+    from scipy.ndimage import gaussian_filter
+
+    from burstkpn.metrics import psnr
+    from burstkpn.noise import add_noise, noise_level_for_gain
+    from burstkpn.pipeline import denoise_tile
+    from burstkpn.weights import load_model, resolve_model
+
+    model = load_model(resolve_model("kpn", None)[1]).eval()
+    level = noise_level_for_gain(8)
+    gains = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        scene = gaussian_filter(rng.random((96, 96)), 2.0)
+        scene = 0.1 + 0.8 * (scene - scene.min()) / (scene.max() - scene.min())
+        moves = [(0, 0)] + [tuple(int(v) for v in rng.integers(-3, 4, 2)) for _ in range(7)]
+        frames = np.stack([scene[16 + dy : 80 + dy, 16 + dx : 80 + dx] for dy, dx in moves]).astype(np.float32)
+        clean = np.stack([0.05 * frames, frames, frames, 0.05 * frames])  # (4, 8, 64, 64): R, Gr, Gb, B
+        noisy = add_noise(clean, level, rng)
+        own, guided = (denoise_tile(model, noisy, level, greens=g) for g in (None, (1, 2)))
+        gains.append(psnr(guided[0], clean[0, 0], 0.05) - psnr(own[0], clean[0, 0], 0.05))
+    assert np.mean(gains) > 1.0, gains
 
 
 def test_a_joint_model_runs_once_on_all_colour_channels(weights):

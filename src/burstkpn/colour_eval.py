@@ -15,7 +15,8 @@ linear camera RGB. A colour `Method`'s ``denoise`` maps planes (C, N, h, w) + no
   the CFA; the noise as the grayscale ``bm3d-merged`` row, per channel (generalised Anscombe transform at gains
   1-2, one effective σ above, each channel's merge variance factor);
 - any other grayscale baseline by name, per plane;
-- a weights file: a grayscale model runs on each plane on its own (``NAME per-plane``, what
+- a weights file: a grayscale model runs on each plane on its own, pre-aligned by one global alignment found
+  on the green planes (``NAME per-plane``, what
   ``burstkpn denoise`` does today), a joint model (`models.planar`) once on all planes (``NAME joint``
   unless its card names it), both through `pipeline.denoise_tile`, the dispatch ``denoise`` uses.
 
@@ -83,6 +84,8 @@ class ColourResult(Result):
 
 # --- planes ----------------------------------------------------------------------------------------
 
+
+GREENS = {"bayer": (1, 2), "rgb": (1,)}  # the green planes of `to_planes`'s layouts (RGGB, RGB)
 
 def check_colour(testset: TestSet) -> str:
     if testset.colour not in PLANES:
@@ -321,8 +324,9 @@ def _model_method(model, colour: str, name: str, suffix: str = "", align: bool =
                                   f"({colour})", model=model)
     if planar and options.get("ensemble"):
         return Method(name, None, "the flip/rotation ensemble is not available for a joint model", model=model)
-    return Method(name, lambda planes, noise: denoise_tile(model, tile_align(planes) if align else planes, noise, **options),
-                  model=model)
+    greens = None if planar else GREENS[colour]  # the per-plane path aligns every plane on the green ones, as `denoise`
+    return Method(name, lambda planes, noise: denoise_tile(model, tile_align(planes) if align else planes, noise,
+                                                           greens=greens, **options), model=model)
 
 
 def resolve_colour_methods(spec: str, colour: str, models=(), max_bursts=(), bf16: bool = False,

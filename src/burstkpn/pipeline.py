@@ -118,7 +118,8 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
 
         pattern = loaded.raw_reference.pattern  # a joint model takes RGGB planes: other layouts flipped to RGGB
         work = np.ascontiguousarray(bayer_to_planes(loaded.frames, pattern).transpose(1, 0, 2, 3))
-    denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble)
+    denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble,
+                              greens=None if joint is not None else green_planes(loaded, raw_mode))
     if pattern is not None:  # back to the mosaic's own plane positions
         from burstkpn.io.raw import bayer_planes
         from burstkpn.models.planar import planes_to_bayer
@@ -320,10 +321,12 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
 
 
 def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, align: bool = True, amp: bool = False,
-                   progress: bool = False, ensemble: bool = False, overlap: int = TILE_OVERLAP) -> np.ndarray:
+                   progress: bool = False, ensemble: bool = False, overlap: int = TILE_OVERLAP,
+                   greens: tuple[int, ...] | None = None) -> np.ndarray:
     """The planes of one burst (colour channels or CFA planes), (C, n, H, W) linear ->
     their denoised references (C, H, W), tile by tile (`denoise_tile`: a grayscale model on each plane,
-    a joint model (`models.planar`) once on all of them).
+    its pre-alignment found on the ``greens`` planes' mean when given, a joint model (`models.planar`) once
+    on all of them).
 
     Each tile is aligned on its own (``align``; one alignment for all planes), so alignment memory
     scales with the tile, not the image.
@@ -336,7 +339,7 @@ def denoise_planes(model, planes: np.ndarray, noise: NoiseLevel, tile: int, alig
 
     def one_tile(part: np.ndarray) -> np.ndarray:  # (C, n, h, w) -> (C, h, w)
         part = tile_align(part) if align else part
-        return denoise_tile(model, part, noise, amp=amp, ensemble=ensemble)
+        return denoise_tile(model, part, noise, amp=amp, ensemble=ensemble, greens=greens)
 
     return run_tiled(one_tile, np.asarray(planes), tile, overlap, progress=progress)
 
@@ -360,13 +363,30 @@ def check_joint(model, planes: int, ensemble: bool = False, hint: str = "") -> N
         raise BurstKPNError("the flip/rotation ensemble is not available for a joint model (flips move the CFA planes)")
 
 
-def denoise_tile(model, part: np.ndarray, noise: NoiseLevel, amp: bool = False, ensemble: bool = False) -> np.ndarray:
-    """One tile's planes, (C, n, h, w) linear (already aligned, if at all) -> (C, h, w): a grayscale model on
-    each plane on its own (`models.kpn.denoise_array`), a joint model once on all planes (`predict_planar`)."""
-    if joint_planes(model) is None:
-        from burstkpn.models.kpn import denoise_array
+def green_planes(burst: Burst, raw_mode: str = "full") -> tuple[int, ...] | None:
+    """Which of `split_channels`'s planes are green: the G positions of the CFA pattern for a raw burst at
+    full resolution (planes in position order TL, TR, BL, BR), channel 1 of colour, None otherwise."""
+    if burst.kind == "raw":
+        pattern = burst.raw_reference.pattern if burst.raw_reference is not None else ""
+        greens = tuple(i for i, c in enumerate(pattern) if c == "G")
+        return greens if raw_mode == "full" and len(greens) == 2 else None
+    return (1,) if burst.is_colour else None
 
-        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble) for p in part])
+
+def denoise_tile(model, part: np.ndarray, noise: NoiseLevel, amp: bool = False, ensemble: bool = False,
+                 greens: tuple[int, ...] | None = None) -> np.ndarray:
+    """One tile's planes, (C, n, h, w) linear (already aligned, if at all) -> (C, h, w): a grayscale model on
+    each plane on its own (`models.kpn.denoise_array`), a joint model once on all planes (`predict_planar`,
+    which aligns on its green planes itself). ``greens``: the indices of the green planes (`green_planes`);
+    given, a grayscale model's global pre-alignment is found once on their mean and serves every plane (a
+    red or blue plane sees a fraction of the light, and alone it misaligns at high gain)."""
+    if joint_planes(model) is None:
+        from burstkpn.models.kpn import denoise_array, unwrap
+
+        guide = None
+        if greens and len(part) > 1 and unwrap(model).config.prealign != "none":
+            guide = part[list(greens)].mean(axis=0)
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble, guide=guide) for p in part])
     import torch
 
     from burstkpn.models.planar import predict_planar

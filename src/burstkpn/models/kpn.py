@@ -691,18 +691,28 @@ def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Te
     return torch.where(saturated, torch.full_like(output, SENSOR_WHITE), output)
 
 
-def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False, ensemble: bool = False) -> np.ndarray:
+def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False, ensemble: bool = False,
+                  guide: np.ndarray | None = None) -> np.ndarray:
     """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate.
     ``amp``: bf16 autocast around the network. ``ensemble``: the mean over the 8 flips/rotations of
-    the burst, each output turned back (8x the time; noise and motion models are symmetric under them)."""
+    the burst, each output turned back (8x the time; noise and motion models are symmetric under them).
+    ``guide`` (N, H, W): frames of the same burst to find the global pre-alignment on instead of ``burst``
+    (a colour plane aligned on the green planes, which see more light); only for models that pre-align."""
+    from burstkpn.align import estimate_global_shifts
+
     burst = np.ascontiguousarray(burst, np.float32)
+    if guide is not None and np.shape(guide) != burst.shape:
+        raise BurstKPNError(f"guide must have the burst's shape {burst.shape}, got {np.shape(guide)}")
     views = [(k, flip) for flip in (False, True) for k in range(4)] if ensemble else [(0, False)]
     total = None
     with torch.inference_mode():
         for k, flip in views:
-            x = np.rot90(burst[..., ::-1] if flip else burst, k, axes=(-2, -1))
-            out = predict(model, torch.from_numpy(np.ascontiguousarray(x))[None], noise.sigma_read, noise.sigma_shot,
-                          amp=amp)["output"][0].float().numpy()
+            def view(a: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.ascontiguousarray(np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1))))[None]
+
+            shifts = None if guide is None else estimate_global_shifts(view(np.asarray(guide, np.float32)))
+            out = predict(model, view(burst), noise.sigma_read, noise.sigma_shot, amp=amp,
+                          shifts=shifts)["output"][0].float().numpy()
             out = np.rot90(out, -k)
             out = out[..., ::-1] if flip else out
             total = out if total is None else total + out
