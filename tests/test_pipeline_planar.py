@@ -76,6 +76,8 @@ def test_a_grayscale_model_runs_per_plane_aligned_on_the_green_channel(weights, 
         aligned = tile_align(planes)
         direct = np.stack([denoise_array(model, p, NOISE, guide=aligned[1]) for p in aligned], axis=-1)
         np.testing.assert_array_equal(result.image, direct)
+    with pytest.raises(BurstKPNError, match="shifts or a guide"):  # the ensemble's views need their own estimates
+        denoise_array(model, planes[0], NOISE, ensemble=True, shifts=torch.zeros(1, 4, 2))
     # and the ensemble / no-alignment options
     np.testing.assert_array_equal(denoise_planes(model, planes, NOISE, 24, align=False, ensemble=True, greens=(1,)),
                                   per_plane_reference(model, planes, NOISE, 24, align=False, ensemble=True, greens=(1,)))

@@ -383,10 +383,17 @@ def denoise_tile(model, part: np.ndarray, noise: NoiseLevel, amp: bool = False, 
     if joint_planes(model) is None:
         from burstkpn.models.kpn import denoise_array, unwrap
 
-        guide = None
+        guide, shifts = None, None
         if greens and len(part) > 1 and unwrap(model).config.prealign != "none":
-            guide = part[list(greens)].mean(axis=0)
-        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble, guide=guide) for p in part])
+            guide = np.ascontiguousarray(part[list(greens)].mean(axis=0), np.float32)
+            if not ensemble:  # one estimate for every plane (the ensemble's views each find their own)
+                import torch
+
+                from burstkpn.align import estimate_global_shifts
+
+                shifts, guide = estimate_global_shifts(torch.from_numpy(guide)[None]), None
+        return np.stack([denoise_array(model, p, noise, amp=amp, ensemble=ensemble, guide=guide, shifts=shifts)
+                         for p in part])
     import torch
 
     from burstkpn.models.planar import predict_planar

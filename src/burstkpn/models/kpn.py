@@ -692,17 +692,21 @@ def hold_saturation(output: torch.Tensor, clipped: torch.Tensor, valid: torch.Te
 
 
 def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False, ensemble: bool = False,
-                  guide: np.ndarray | None = None) -> np.ndarray:
+                  guide: np.ndarray | None = None, shifts: torch.Tensor | None = None) -> np.ndarray:
     """One burst as arrays: (N, H, W) float32 linear + a `NoiseLevel` -> (H, W) float32 estimate.
     ``amp``: bf16 autocast around the network. ``ensemble``: the mean over the 8 flips/rotations of
     the burst, each output turned back (8x the time; noise and motion models are symmetric under them).
     ``guide`` (N, H, W): frames of the same burst to find the global pre-alignment on instead of ``burst``
-    (a colour plane aligned on the green planes, which see more light); only for models that pre-align."""
+    (a colour plane aligned on the green planes, which see more light); only for models that pre-align.
+    ``shifts`` (1, N, 2): that alignment already found (`align.estimate_global_shifts` of the guide), so that
+    the planes of one burst share one estimate; not with ``ensemble``, whose views each need their own."""
     from burstkpn.align import estimate_global_shifts
 
     burst = np.ascontiguousarray(burst, np.float32)
     if guide is not None and np.shape(guide) != burst.shape:
         raise BurstKPNError(f"guide must have the burst's shape {burst.shape}, got {np.shape(guide)}")
+    if shifts is not None and (ensemble or guide is not None):
+        raise BurstKPNError("denoise_array takes shifts or a guide, and shifts not with the ensemble")
     views = [(k, flip) for flip in (False, True) for k in range(4)] if ensemble else [(0, False)]
     total = None
     with torch.inference_mode():
@@ -710,7 +714,8 @@ def denoise_array(model: nn.Module, burst: np.ndarray, noise, amp: bool = False,
             def view(a: np.ndarray) -> torch.Tensor:
                 return torch.from_numpy(np.ascontiguousarray(np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1))))[None]
 
-            shifts = None if guide is None else estimate_global_shifts(view(np.asarray(guide, np.float32)))
+            if guide is not None:
+                shifts = estimate_global_shifts(view(np.asarray(guide, np.float32)))
             out = predict(model, view(burst), noise.sigma_read, noise.sigma_shot, amp=amp,
                           shifts=shifts)["output"][0].float().numpy()
             out = np.rot90(out, -k)
