@@ -121,12 +121,13 @@ def max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
 def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """burst (B, N, H, W), corr (B, N, H, W) correlation surface -> (py, px) (B, N) long: the chosen peak.
 
-    The candidates are the ``PEAKS`` highest local maxima (5x5) and the zero shift, each kept if its
-    correlation is within ``PEAK_FLOOR`` of the highest and the frames overlap by more than a quarter. Each
-    is scored by the mean squared difference between the reference and the moved frame over the
+    The candidates are the ``PEAKS`` highest local maxima (5x5), each kept if its correlation is within
+    ``PEAK_FLOOR`` of the highest and the frames overlap by more than a quarter, and the zero shift (always).
+    Each is scored by the mean squared difference between the reference and the moved frame over the
     ``SCORE_BLOCK``-px blocks both cover, compared as block means: at high noise a per-pixel difference is all
-    noise for every candidate, block means keep the misalignment and lose most of the noise. The highest peak
-    stays unless another candidate scores below ``PEAK_MARGIN`` of its score.
+    noise for every candidate, block means keep the misalignment and lose most of the noise. The score is
+    raised by ``SPREAD_PENALTY`` times its chance spread, sqrt(2 / blocks). The highest peak stays unless
+    another candidate scores below ``PEAK_MARGIN`` of its score.
     """
     b, n, h, w = corr.shape
     local_max = corr == max_filter(corr, 5)
@@ -161,8 +162,8 @@ def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor,
         counts.append(inside.flatten(-2).sum(-1).clamp(min=1))
     costs, counts = torch.stack(costs, dim=-1), torch.stack(counts, dim=-1)  # (B, N, P + 1)
     # a score over m block means spreads by about sqrt(2 / m) of itself by chance, and the least of many
-    # candidates is low by chance: a candidate that overlaps little is charged for it (on a featureless or
-    # pure-noise frame every peak is chance, and this leaves the zero shift, which overlaps most)
+    # candidates is low by chance: a candidate that overlaps little averages fewer blocks, so it is charged
+    # for it (measured: docs/experiments/alignment.md)
     costs = costs * (1 + SPREAD_PENALTY * (2 / counts.float()).sqrt())
     best = costs.argmin(dim=-1)
     # keep the highest peak unless another explains clearly more of the frame
