@@ -85,8 +85,6 @@ class ColourResult(Result):
 # --- planes ----------------------------------------------------------------------------------------
 
 
-GREENS = {"bayer": (1, 2), "rgb": (1,)}  # the green planes of `to_planes`'s layouts (RGGB, RGB)
-
 def check_colour(testset: TestSet) -> str:
     if testset.colour not in PLANES:
         raise BurstKPNError("not a colour test set (build one with `burstkpn synth --colour bayer|rgb`)")
@@ -324,7 +322,7 @@ def _model_method(model, colour: str, name: str, suffix: str = "", align: bool =
                                   f"({colour})", model=model)
     if planar and options.get("ensemble"):
         return Method(name, None, "the flip/rotation ensemble is not available for a joint model", model=model)
-    greens = None if planar else GREENS[colour]  # the per-plane path aligns every plane on the green ones, as `denoise`
+    greens = None if planar else tuple(guide_planes(PLANES[colour]))  # every plane aligned on the greens, as `denoise`
     return Method(name, lambda planes, noise: denoise_tile(model, tile_align(planes) if align else planes, noise,
                                                            greens=greens, **options), model=model)
 
