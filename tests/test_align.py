@@ -47,6 +47,29 @@ def test_finds_the_shifts_of_a_dim_soft_burst_at_gain_8(photo):
     assert np.median(errors) < 0.6
 
 
+def test_finds_large_shifts_of_bright_smooth_bursts_at_base_iso():
+    """Bright, smooth 64-px frames at base ISO with the paper's motion (large misalignments included): the
+    partially whitened surface holds a broad hump at the zero shift that buries the true peak of a large
+    shift. Without the low-cut surface's candidates 5.4 % of frames were more than 2 px off; with them 2.7 %."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import color, data
+
+    from burstkpn.noise import NoiseLevel
+
+    errors = []
+    for image in (data.chelsea(), data.moon()):
+        gray = color.rgb2gray(image) if image.ndim == 3 else image / 255.0
+        soft = gaussian_filter(np.asarray(gray, np.float32) ** 2.2, 2)
+        for seed in range(24):
+            rng = np.random.default_rng(seed)
+            burst = synthesize_burst(soft, rng, BurstConfig(size=64, downsample=1))
+            noisy = add_noise(burst.frames, NoiseLevel(0.002, 0.0005), rng)
+            _, shifts = align_global(torch.from_numpy(noisy)[None])
+            errors.append(np.abs(shifts[0].numpy() - burst.shifts).max(axis=1)[1:])
+    errors = np.concatenate(errors)
+    assert np.mean(errors > 2) < 0.04
+
+
 def test_alignment_makes_frames_match_the_reference(photo):
     burst = synthesize_burst(photo, np.random.default_rng(1), BurstConfig(size=64))
     x = torch.from_numpy(burst.frames)[None]
@@ -322,20 +345,29 @@ def test_max_filter_is_max_pool_bit_for_bit(size):
     assert (max_filter(x, size)[0, 0] == 50.0).sum() == (size // 2 + 1) ** 2
 
 
-def _robust_peak_reference(burst, corr):
-    """The peak scorer written plainly: for each candidate, the reference's 4x4 blocks (on its own grid) whose
+def _robust_peak_reference(burst, corrs):
+    """The peak scorer written plainly: the candidates of both surfaces (each's highest local maxima, its
+    floor relative to its own highest) and the zero shift; for each candidate, the reference's 4x4 blocks (on its own grid) whose
     source block lies inside the frame, cropped out of both, the mean square of the block-mean differences,
     raised by SPREAD_PENALTY chance spreads for the number of blocks."""
     import torch.nn.functional as F
 
-    from burstkpn.align.shifts import PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK, SPREAD_PENALTY, max_filter
+    from burstkpn.align.shifts import (LOW_CUT_PEAKS, PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK, SPREAD_PENALTY,
+                                       max_filter)
 
-    b, n, h, w = corr.shape
-    local_max = corr == max_filter(corr, 5)
-    scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
-    top, flat = scores.topk(min(PEAKS, h * w), dim=-1)
-    top = torch.cat([top, corr[..., :1, :1].flatten(-2)], dim=-1)
-    flat = torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
+    b, n, h, w = corrs.shape[1:]
+    tops, flats, sources = [], [], []
+    for surface, count in enumerate((PEAKS, LOW_CUT_PEAKS)):
+        corr = corrs[surface]
+        local_max = corr == max_filter(corr, 5)
+        scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
+        top, flat = scores.topk(min(count, h * w), dim=-1)
+        tops.append(top / top[..., :1])
+        flats.append(flat)
+        sources.append(torch.full_like(flat, surface))
+    top = torch.cat(tops + [torch.ones_like(tops[0][..., :1])], dim=-1)
+    flat = torch.cat(flats + [torch.zeros_like(flats[0][..., :1])], dim=-1)
+    source = torch.cat(sources + [torch.zeros_like(flat[..., :1])], dim=-1)
     py, px = flat // w, flat % w
     costs, counts = torch.full(top.shape, torch.inf), torch.ones(top.shape)
     for i in range(b):
@@ -345,7 +377,7 @@ def _robust_peak_reference(burst, corr):
                 dx = int(px[i, j, c]) - w * (int(px[i, j, c]) > w // 2)
                 y0, y1, x0, x1 = max(0, dy), min(h, h + dy), max(0, dx), min(w, w + dx)
                 zero = c == top.shape[-1] - 1  # the zero shift is always a candidate
-                if not zero and not (torch.isfinite(top[i, j, c]) and top[i, j, c] >= PEAK_FLOOR * top[i, j, 0]
+                if not zero and not (torch.isfinite(top[i, j, c]) and top[i, j, c] >= PEAK_FLOOR
                                      and (y1 - y0) * (x1 - x0) > h * w // 4):
                     continue
                 k = SCORE_BLOCK
@@ -358,7 +390,7 @@ def _robust_peak_reference(burst, corr):
     costs = costs * (1 + SPREAD_PENALTY * (2 / counts).sqrt())
     best = costs.argmin(dim=-1)
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
-    return py.gather(-1, best[..., None])[..., 0], px.gather(-1, best[..., None])[..., 0]
+    return tuple(t.gather(-1, best[..., None])[..., 0] for t in (py, px, source))
 
 
 @pytest.mark.parametrize("seed, size", [(0, (64, 64)), (1, (75, 90)), (2, (33, 47))])
@@ -379,6 +411,8 @@ def test_peak_scorer_picks_the_same_peaks_as_the_full_gather(seed, size):
     burst = torch.from_numpy(frames + rng.normal(0, 0.02, frames.shape).astype(np.float32))[None]
     spectrum = torch.fft.rfft2(burst - burst.mean(dim=(-2, -1), keepdim=True))
     cross = spectrum[:, :1] * spectrum.conj()
-    corr = torch.fft.irfft2(cross / (cross.abs() + 1e-12), s=size)
-    got, want = _robust_peak(burst, corr), _robust_peak_reference(burst, corr)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    whitened = cross / (cross.abs() + 1e-12)
+    fy, fx = torch.fft.fftfreq(h)[:, None], torch.fft.rfftfreq(w)[None, :]
+    corrs = torch.fft.irfft2(torch.stack([whitened, whitened * (fy**2 + fx**2 > 0.01)]), s=size)
+    got, want = _robust_peak(burst, corrs), _robust_peak_reference(burst, corrs)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))

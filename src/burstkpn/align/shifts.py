@@ -27,7 +27,9 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     correlation, which gives every frequency the same weight, noise-dominated ones included) and weighted
     by a Gaussian low-pass (``lowpass`` is its σ as a fraction of the Nyquist frequency), which smooths the
     correlation surface so that noisy high frequencies do not decide the peak; a parabola through the peak
-    gives the sub-pixel part. The frames are tapered by a Tukey window (flat over the middle half): a Hann
+    gives the sub-pixel part. A second surface leaves out the content of the lowest frequencies (under
+    ``LOW_CUT`` cycles per frame): on bright, smooth frames it holds a broad hump at the zero shift that
+    buries the true peak, and that surface adds ``LOW_CUT_PEAKS`` candidates. The frames are tapered by a Tukey window (flat over the middle half): a Hann
     window weighs the centre so much that a subject moving there outvotes a still background. Among the
     strongest peaks and the zero shift, the one that leaves the smallest difference between 4x4 block means
     wins (`_robust_peak`).
@@ -42,9 +44,12 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     cross = cross / (cross.abs() ** WHITENING + 1e-12)
     fy = torch.fft.fftfreq(h, device=x.device)[:, None] * 2
     fx = torch.fft.rfftfreq(w, device=x.device)[None, :] * 2
-    cross = cross * torch.exp(-(fy**2 + fx**2) / (2 * lowpass**2))
-    corr = torch.fft.irfft2(cross, s=(h, w))  # (B, N, H, W), peak at +shift
-    py, px = _robust_peak(burst.float(), corr)
+    freq2 = fy**2 + fx**2  # squared frequency, as a fraction of the Nyquist frequency
+    cross = cross * torch.exp(-freq2 / (2 * lowpass**2))
+    cut = 2 * LOW_CUT / min(h, w)  # LOW_CUT cycles per frame, as a fraction of the Nyquist frequency
+    corrs = torch.fft.irfft2(torch.stack([cross, cross * (1 - torch.exp(-freq2 / (2 * cut**2)))]), s=(h, w))
+    py, px, surface = _robust_peak(burst.float(), corrs)  # corrs: (2, B, N, H, W), peaks at +shift
+    corr = corrs.gather(0, surface[None, ..., None, None].expand(1, b, n, h, w))[0]
 
     def parabola(axis_len: int, along_y: bool) -> torch.Tensor:
         idx = py if along_y else px
@@ -95,6 +100,9 @@ def tukey_window(length: int, taper: float = 0.5) -> torch.Tensor:
 WHITENING = 0.5  # |cross-power|**-0.5: between phase correlation (1) and plain correlation (0); on 128-px test
 # bursts at the paper's gain 8 it halves the frames found more than 2 px off (docs/experiments/alignment.md)
 PEAKS = 16  # candidate shifts per frame (the correlation's highest local maxima), the zero shift besides
+LOW_CUT = 6.0  # cycles per frame: the second surface's low cut (a bright, smooth 64-px burst at base ISO put
+# 10 % of its frames more than 2 px off without it, 1 % with it; docs/experiments/alignment.md)
+LOW_CUT_PEAKS = 8  # candidates the low-cut surface adds
 PEAK_FLOOR = 0.1  # a candidate's correlation, at least this fraction of the highest (a still background
 # behind a subject moving at the centre measured 0.16)
 PEAK_MARGIN = 0.9  # another candidate replaces the highest only with a block difference this much smaller
@@ -118,23 +126,35 @@ def max_filter(x: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
-def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """burst (B, N, H, W), corr (B, N, H, W) correlation surface -> (py, px) (B, N) long: the chosen peak.
+def _robust_peak(burst: torch.Tensor, corrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """burst (B, N, H, W), corrs (2, B, N, H, W): the correlation surface and its low-cut twin ->
+    (py, px, surface) (B, N) long: the chosen peak and the surface it came from.
 
-    The candidates are the ``PEAKS`` highest local maxima (5x5), each kept if its correlation is within
-    ``PEAK_FLOOR`` of the highest and the frames overlap by more than a quarter, and the zero shift (always).
+    The candidates are the ``PEAKS`` highest local maxima (5x5) of the first surface, the ``LOW_CUT_PEAKS``
+    highest of the second, each kept if its correlation is within ``PEAK_FLOOR`` of its surface's highest and
+    the frames overlap by more than a quarter, and the zero shift (always).
     Each is scored by the mean squared difference between the reference and the moved frame over the
     ``SCORE_BLOCK``-px blocks both cover, compared as block means: at high noise a per-pixel difference is all
     noise for every candidate, block means keep the misalignment and lose most of the noise. The score is
-    raised by ``SPREAD_PENALTY`` times its chance spread, sqrt(2 / blocks). The highest peak stays unless
-    another candidate scores below ``PEAK_MARGIN`` of its score.
+    raised by ``SPREAD_PENALTY`` times its chance spread, sqrt(2 / blocks). The first surface's highest peak
+    stays unless another candidate scores below ``PEAK_MARGIN`` of its score.
     """
-    b, n, h, w = corr.shape
-    local_max = corr == max_filter(corr, 5)
-    scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
-    top, flat = scores.topk(min(PEAKS, h * w), dim=-1)  # (B, N, P)
-    top = torch.cat([top, corr[..., :1, :1].flatten(-2)], dim=-1)  # the zero shift: still bursts are common
-    flat = torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
+    b, n, h, w = corrs.shape[1:]
+    tops, flats, surfaces = [], [], []
+    for surface, count in enumerate((PEAKS, LOW_CUT_PEAKS)):
+        corr = corrs[surface]
+        local_max = corr == max_filter(corr, 5)
+        scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
+        top, flat = scores.topk(min(count, h * w), dim=-1)  # (B, N, P)
+        highest = top[..., :1]
+        tops.append(torch.where(highest > 0, top / highest.clamp(min=1e-30), torch.where(top == highest, 1.0, 0.0)))
+        tops[-1] = torch.where(torch.isfinite(top), tops[-1], -torch.inf)  # relative to the surface's highest
+        flats.append(flat)
+        surfaces.append(torch.full_like(flat, surface))
+    # the zero shift: still bursts are common
+    top = torch.cat(tops + [torch.ones_like(tops[0][..., :1])], dim=-1)
+    flat = torch.cat(flats + [torch.zeros_like(flats[0][..., :1])], dim=-1)
+    surface = torch.cat(surfaces + [torch.zeros_like(surfaces[0][..., :1])], dim=-1)
     py, px = flat // w, flat % w
     dy = torch.where(py > h // 2, py - h, py)  # signed shifts
     dx = torch.where(px > w // 2, px - w, px)
@@ -155,7 +175,7 @@ def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor,
         sq = torch.where(inside, (moved - ref).square(), torch.zeros_like(moved))
         cost = sq.flatten(-2).sum(-1) / inside.flatten(-2).sum(-1).clamp(min=1)
         overlap = (h - dy[..., c].abs()).clamp(min=0) * (w - dx[..., c].abs()).clamp(min=0)  # pixels both frames cover
-        usable = (top[..., c] >= PEAK_FLOOR * top[..., 0]) & torch.isfinite(top[..., c]) & (overlap > h * w // 4)
+        usable = (top[..., c] >= PEAK_FLOOR) & torch.isfinite(top[..., c]) & (overlap > h * w // 4)
         if c == top.shape[-1] - 1:
             usable = torch.ones_like(usable)  # the zero shift is a prior, not a peak: always a candidate
         costs.append(torch.where(usable, cost, torch.full_like(cost, torch.inf)))
@@ -168,7 +188,8 @@ def _robust_peak(burst: torch.Tensor, corr: torch.Tensor) -> tuple[torch.Tensor,
     best = costs.argmin(dim=-1)
     # keep the highest peak unless another explains clearly more of the frame
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
-    return py.gather(-1, best[..., None])[..., 0], px.gather(-1, best[..., None])[..., 0]
+    pick = best[..., None]
+    return py.gather(-1, pick)[..., 0], px.gather(-1, pick)[..., 0], surface.gather(-1, pick)[..., 0]
 
 
 def align_global(burst: torch.Tensor, integer: bool = False,
