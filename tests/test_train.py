@@ -305,3 +305,24 @@ def test_validation_leaves_out_bursts_reproduced_exactly():
     alone = psnr(burst[0].mean(0).numpy(), clean[0].numpy())
     assert psnr(burst[1].mean(0).numpy(), clean[1].numpy()) == float("inf")
     assert validate(model, [batch], amp=False) == pytest.approx(alone, abs=1e-4)
+
+
+def test_teacher_regret_enters_the_loss(photo_dir, tmp_path):
+    """``teacher`` + ``loss.regret_weight``: the teacher's per-burst error is logged and the regret moves the
+    weights (a run without it ends elsewhere); the teacher itself is never trained; a weight without a
+    teacher is a clear error."""
+    good = tmp_path / "good" / "model.safetensors"
+    train(tiny_config(steps=40), photo_dir, tmp_path / "good", progress=False)
+    start = tmp_path / "start" / "model.safetensors"
+    train(tiny_config(steps=1), photo_dir, tmp_path / "start", progress=False)  # worse than `good` on most bursts
+    before = load_model(good).state_dict()
+    runs = {}
+    for weight in (0.0, 10.0):
+        cfg = tiny_config(steps=3, log_every=1, teacher=str(good), loss={"regret_weight": weight})
+        runs[weight] = train(cfg, photo_dir, tmp_path / f"r{weight}", init=start, progress=False)["model"].state_dict()
+        rows = [json.loads(line) for line in (tmp_path / f"r{weight}" / "metrics.jsonl").read_text().splitlines()]
+        assert all(row["regret_db"] > 0 and row["worse_than_teacher"] > 0 for row in rows if "loss" in row)
+    assert any(not torch.equal(runs[0.0][k], runs[10.0][k]) for k in runs[0.0])
+    assert all(torch.equal(v, load_model(good).state_dict()[k]) for k, v in before.items())
+    with pytest.raises(BurstKPNError, match="needs a teacher"):
+        tiny_config(loss={"regret_weight": 1.0})

@@ -30,10 +30,15 @@ class LossConfig:
     # whose errors are largest, dominate; "log" averages log ℓ_b, so every burst's *relative* error
     # counts equally, as in mean PSNR over bursts (the evaluation metric).
     reduction: str = "mean"
+    # > 0: add this times the teacher regret (`teacher_regret`: how much worse than a frozen teacher each
+    # burst is, in log MSE, nothing where it is better); `TrainConfig.teacher` names the teacher
+    regret_weight: float = 0.0
 
     def __post_init__(self):
         if self.reduction not in ("mean", "log"):
             raise BurstKPNError(f"loss reduction must be 'mean' or 'log', not {self.reduction!r}")
+        if self.regret_weight < 0:
+            raise BurstKPNError(f"regret_weight must be >= 0, got {self.regret_weight}")
 
 
 def to_gamma(linear: torch.Tensor, white_level: torch.Tensor, border: int = BORDER) -> torch.Tensor:
@@ -95,3 +100,20 @@ def total_loss(result: dict[str, torch.Tensor], clean: torch.Tensor, white_level
         loss = loss + weight * frames_loss
     parts["anneal_weight"] = weight
     return loss, parts
+
+
+def teacher_regret(estimate: torch.Tensor, teacher: torch.Tensor, clean: torch.Tensor, white_level,
+                   cfg: LossConfig = LossConfig()) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much worse than a frozen teacher each burst is: relu(log MSE(estimate) − log MSE(teacher)), in
+    gamma space (``to_gamma``), 0 where the estimate is better. Its mean over the batch is a loss that holds a
+    fine-tune to the teacher burst by burst (e.g. on the paper's bursts) without holding it back where it
+    beats it (aligned bursts, where the teacher blurs); ×10/ln 10 it is the dB lost per burst.
+
+    estimate, teacher, clean: (B, H, W) linear; teacher carries no gradient. Returns (mean regret, (B,) regret).
+    """
+    with torch.autocast(estimate.device.type, enabled=False):
+        target = to_gamma(clean.float(), white_level, cfg.border)
+        mse = (to_gamma(estimate.float(), white_level, cfg.border) - target).square().mean(dim=(-2, -1))
+        mse_teacher = (to_gamma(teacher.detach().float(), white_level, cfg.border) - target).square().mean(dim=(-2, -1))
+        regret = (mse.clamp_min(1e-12).log() - mse_teacher.clamp_min(1e-12).log()).clamp_min(0.0)
+        return regret.mean(), regret.detach()

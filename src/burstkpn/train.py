@@ -30,7 +30,7 @@ from burstkpn.data import COLOUR_MODES, BurstDataset, ColourBurstDataset, Traini
 from burstkpn.errors import BurstKPNError
 from burstkpn.hardware import native_bf16
 from burstkpn.io.images import atomic_output, check_output_folder, make_folder
-from burstkpn.losses import LossConfig, total_loss
+from burstkpn.losses import LossConfig, teacher_regret, total_loss
 from burstkpn.metrics import mean_finite, psnr
 from burstkpn.models.kpn import (
     GROWABLE,
@@ -41,7 +41,7 @@ from burstkpn.models.kpn import (
     predict,
     unwrap,
 )
-from burstkpn.weights import load_model, save_weights
+from burstkpn.weights import load_model, resolve_model, save_weights
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
 COLOUR_LOSSES = ("raw", "processed")  # `models.planar.LOSS_SPACES`
@@ -112,6 +112,9 @@ class TrainConfig:
     # on); validation, snapshots and the final weights use it. 0 (the paper): the raw weights.
     ema_decay: float = 0.0
     fixed_bursts: int = 0  # >0: cycle over this many bursts instead of fresh ones (overfitting checks, tests)
+    # frozen weights (a path or a shipped name) that ``loss.regret_weight`` holds the run to, burst by burst
+    # (`losses.teacher_regret`); run through `predict` like the model, in float32 and without gradients
+    teacher: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: TrainingDataConfig = field(default_factory=TrainingDataConfig)
@@ -126,6 +129,10 @@ class TrainConfig:
             raise BurstKPNError("log_every and val_every must be >= 1, checkpoint_every >= 0")
         if self.lr_schedule not in ("constant", "cosine"):
             raise BurstKPNError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.loss.regret_weight > 0 and not self.teacher:
+            raise BurstKPNError("loss.regret_weight > 0 needs a teacher (teacher = weights path or shipped name)")
+        if self.teacher and self.colour.planar:
+            raise BurstKPNError("a teacher is only supported for grayscale runs")
         if self.data.burst.frames != self.model.frames:
             raise BurstKPNError(
                 f"data.burst.frames ({self.data.burst.frames}) must equal model.frames ({self.model.frames})"
@@ -421,6 +428,16 @@ def init_planar(model, cfg: TrainConfig, init, main: bool):
     return planar.train(), cfg
 
 
+def load_teacher(name: str, device: torch.device):
+    """The frozen teacher of ``TrainConfig.teacher``: weights path or shipped name -> eval model, no gradients."""
+    teacher = resolve_model(name)[0].to(device)
+    if hasattr(teacher.config, "planes"):
+        raise BurstKPNError(f"teacher {name}: a planar (colour/raw) model cannot teach a grayscale run")
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher.eval()
+
+
 def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, init: str | Path | None = None,
           progress: bool = True) -> dict:
     """Train (or resume) the run in ``run_dir`` up to ``cfg.steps``; returns a summary dict."""
@@ -481,6 +498,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         start = int(checkpoint["step"])
         set_rng_states(checkpoint["rng"])
     average = WeightAverage(model, cfg.ema_decay, checkpoint.get("ema") if checkpoint else None) if cfg.ema_decay else None
+    teacher = load_teacher(cfg.teacher, rt.device) if cfg.teacher else None
     dataset = load_dataset(images, cfg, progress and rt.main)  # bad photos fail before the run folder is written
     if rt.main:
         make_folder(run_dir)
@@ -544,6 +562,14 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             else:
                 result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])
                 loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
+                if teacher is not None:
+                    with torch.no_grad():
+                        held = predict(teacher, batch["burst"], batch["sigma_read"], batch["sigma_shot"], valid=batch["valid"])
+                    regret, per_burst = teacher_regret(result["output"], held["output"], batch["clean"],
+                                                       batch["white_level"], cfg.loss)
+                    loss = loss + cfg.loss.regret_weight * regret
+                    parts["regret_db"] = float(per_burst.mean()) * 10 / math.log(10)
+                    parts["worse_than_teacher"] = float((per_burst > 0).float().mean())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
