@@ -27,9 +27,9 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     correlation, which gives every frequency the same weight, noise-dominated ones included) and weighted
     by a Gaussian low-pass (``lowpass`` is its σ as a fraction of the Nyquist frequency), which smooths the
     correlation surface so that noisy high frequencies do not decide the peak; a parabola through the peak
-    gives the sub-pixel part. A second surface leaves out the content of the lowest frequencies (under
-    ``LOW_CUT`` cycles per frame): on bright, smooth frames it holds a broad hump at the zero shift that
-    buries the true peak, and that surface adds ``LOW_CUT_PEAKS`` candidates. The frames are tapered by a Tukey window (flat over the middle half): a Hann
+    gives the sub-pixel part. A twin surface leaves out the lowest frequencies (under ``LOW_CUT`` cycles per
+    frame), whose broad hump at the zero shift buries a large shift's peak on bright, smooth frames; it adds
+    ``LOW_CUT_PEAKS`` candidates. The frames are tapered by a Tukey window (flat over the middle half): a Hann
     window weighs the centre so much that a subject moving there outvotes a still background. Among the
     strongest peaks and the zero shift, the one that leaves the smallest difference between 4x4 block means
     wins (`_robust_peak`).
@@ -146,9 +146,9 @@ def _robust_peak(burst: torch.Tensor, corrs: torch.Tensor) -> tuple[torch.Tensor
         local_max = corr == max_filter(corr, 5)
         scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
         top, flat = scores.topk(min(count, h * w), dim=-1)  # (B, N, P)
-        highest = top[..., :1]
-        tops.append(torch.where(highest > 0, top / highest.clamp(min=1e-30), torch.where(top == highest, 1.0, 0.0)))
-        tops[-1] = torch.where(torch.isfinite(top), tops[-1], -torch.inf)  # relative to the surface's highest
+        highest = top[..., :1]  # the floor is relative to each surface's own highest peak
+        relative = torch.where(highest > 0, top / highest.clamp(min=1e-30), (top == highest).float())
+        tops.append(torch.where(torch.isfinite(top), relative, -torch.inf))
         flats.append(flat)
         surfaces.append(torch.full_like(flat, surface))
     # the zero shift: still bursts are common
