@@ -103,6 +103,7 @@ PEAKS = 16  # candidate shifts per frame (the correlation's highest local maxima
 LOW_CUT = 6.0  # cycles per frame: the second surface's low cut (a bright, smooth 64-px burst at base ISO put
 # 10 % of its frames more than 2 px off without it, 1 % with it; docs/experiments/alignment.md)
 LOW_CUT_PEAKS = 8  # candidates the low-cut surface adds
+LOW_CUT_MARGIN = 0.5  # ... each chosen only with a block difference under this share of every other's
 PEAK_FLOOR = 0.1  # a candidate's correlation, at least this fraction of the highest (a still background
 # behind a subject moving at the centre measured 0.16)
 PEAK_MARGIN = 0.9  # another candidate replaces the highest only with a block difference this much smaller
@@ -185,6 +186,11 @@ def _robust_peak(burst: torch.Tensor, corrs: torch.Tensor) -> tuple[torch.Tensor
     # candidates is low by chance: a candidate that overlaps little averages fewer blocks, so it is charged
     # for it (measured: docs/experiments/alignment.md)
     costs = costs * (1 + SPREAD_PENALTY * (2 / counts.float()).sqrt())
+    # the low-cut surface's candidates must beat every other candidate by a wide margin: at high noise they
+    # are more chances for a spurious low score
+    first = surface == 0
+    plain = torch.where(first, costs, torch.full_like(costs, torch.inf)).amin(dim=-1, keepdim=True)
+    costs = torch.where(first | (costs < LOW_CUT_MARGIN * plain), costs, torch.full_like(costs, torch.inf))
     best = costs.argmin(dim=-1)
     # keep the highest peak unless another explains clearly more of the frame
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
