@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -347,13 +349,14 @@ def test_max_filter_is_max_pool_bit_for_bit(size):
 
 def _robust_peak_reference(burst, corrs):
     """The peak scorer written plainly: the candidates of both surfaces (each's highest local maxima, its
-    floor relative to its own highest) and the zero shift; for each candidate, the reference's 4x4 blocks (on its own grid) whose
+    floor relative to its own highest, none from a surface without a positive peak) and the zero shift, a
+    low-cut candidate only under LOW_CUT_MARGIN of the best first-surface score; for each candidate, the reference's 4x4 blocks (on its own grid) whose
     source block lies inside the frame, cropped out of both, the mean square of the block-mean differences,
     raised by SPREAD_PENALTY chance spreads for the number of blocks."""
     import torch.nn.functional as F
 
-    from burstkpn.align.shifts import (LOW_CUT_PEAKS, PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK, SPREAD_PENALTY,
-                                       max_filter)
+    from burstkpn.align.shifts import (LOW_CUT_MARGIN, LOW_CUT_PEAKS, PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK,
+                                       SPREAD_PENALTY, max_filter)
 
     b, n, h, w = corrs.shape[1:]
     tops, flats, sources = [], [], []
@@ -362,7 +365,13 @@ def _robust_peak_reference(burst, corrs):
         local_max = corr == max_filter(corr, 5)
         scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
         top, flat = scores.topk(min(count, h * w), dim=-1)
-        tops.append(top / top[..., :1])
+        for i in range(b):
+            for j in range(n):
+                highest = float(top[i, j, 0])
+                for c in range(top.shape[-1]):  # -inf stays -inf: fewer local maxima than candidates
+                    if math.isfinite(float(top[i, j, c])):
+                        top[i, j, c] = top[i, j, c] / highest if highest > 0 else 0.0
+        tops.append(top)
         flats.append(flat)
         sources.append(torch.full_like(flat, surface))
     top = torch.cat(tops + [torch.ones_like(tops[0][..., :1])], dim=-1)
@@ -388,6 +397,12 @@ def _robust_peak_reference(burst, corrs):
                 pooled = F.avg_pool2d(diff[None, None].float(), k)
                 costs[i, j, c], counts[i, j, c] = pooled.square().mean(), max(pooled.numel(), 1)
     costs = costs * (1 + SPREAD_PENALTY * (2 / counts).sqrt())
+    for i in range(b):
+        for j in range(n):
+            plain = min(float(costs[i, j, c]) for c in range(top.shape[-1]) if source[i, j, c] == 0)
+            for c in range(top.shape[-1]):
+                if source[i, j, c] == 1 and not costs[i, j, c] < LOW_CUT_MARGIN * plain:
+                    costs[i, j, c] = torch.inf
     best = costs.argmin(dim=-1)
     best = torch.where(costs.gather(-1, best[..., None])[..., 0] < PEAK_MARGIN * costs[..., 0], best, torch.zeros_like(best))
     return tuple(t.gather(-1, best[..., None])[..., 0] for t in (py, px, source))
@@ -416,3 +431,56 @@ def test_peak_scorer_picks_the_same_peaks_as_the_full_gather(seed, size):
     corrs = torch.fft.irfft2(torch.stack([whitened, whitened * (fy**2 + fx**2 > 0.01)]), s=size)
     got, want = _robust_peak(burst, corrs), _robust_peak_reference(burst, corrs)
     assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+def _scorer_case(noise, first_peak, blur, true=(5, -7), size=64, seed=0):
+    """A 2-frame burst (frame 1 moved by ``true``) and hand-made surfaces: the first with one broad peak at
+    ``first_peak`` (at the zero shift if None), the low-cut twin with a sharp peak at ``true``."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    h = w = size
+    scene = gaussian_filter(rng.random((3 * h, 3 * w)), blur)
+    scene = ((scene - scene.min()) / (scene.max() - scene.min())).astype(np.float32)
+    frames = np.stack([scene[h : 2 * h, w : 2 * w], scene[h + true[0] : 2 * h + true[0], w + true[1] : 2 * w + true[1]]])
+    burst = torch.from_numpy(frames + rng.normal(0, noise, frames.shape).astype(np.float32))[None]
+    yy, xx = np.meshgrid(np.fft.fftfreq(h) * h, np.fft.fftfreq(w) * w, indexing="ij")  # signed shifts
+
+    def peak(cy, cx, spread):
+        return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * spread**2))
+
+    first = peak(*first_peak, 6.0) if first_peak is not None else peak(0, 0, 12.0)
+    twin = peak(*true, 1.0) + 0.3 * peak(0, 0, 1.0)
+    corrs = torch.from_numpy(np.stack([first, twin]).astype(np.float32))[:, None, None].expand(2, 1, 2, h, w).clone()
+    return burst, corrs
+
+
+def test_low_cut_candidates_win_only_by_their_margin(monkeypatch):
+    """A low-cut candidate wins where the first surface has no peak near the true shift (a broad hump at zero),
+    and loses to a first-surface peak 1 px off unless its block difference is under LOW_CUT_MARGIN of that
+    peak's (a soft, noisy scene where the two differ by less); both as the plainly written scorer decides."""
+    from burstkpn.align import shifts
+    from burstkpn.align.shifts import _robust_peak
+
+    def pick(burst, corrs):
+        got, want = _robust_peak(burst, corrs), _robust_peak_reference(burst, corrs)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+        py, px, surface = (int(t[0, 1]) for t in got)
+        return (py - 64 * (py > 32), px - 64 * (px > 32)), surface
+
+    assert pick(*_scorer_case(0.005, None, 3.0)) == ((5, -7), 1)  # the first surface only offers the zero shift
+    soft = _scorer_case(0.04, (5, -6), 10.0)
+    assert pick(*soft) == ((5, -6), 0)
+    monkeypatch.setattr(shifts, "LOW_CUT_MARGIN", 1.0)
+    assert pick(*soft) == ((5, -7), 1)
+
+
+def test_a_constant_burst_is_not_moved():
+    """Constant frames (a fully clipped burst) have flat correlation surfaces, every pixel tied as the highest
+    peak: no candidate but the zero shift."""
+    from burstkpn.align import estimate_global_shifts
+
+    assert torch.equal(estimate_global_shifts(torch.ones(1, 4, 48, 40)), torch.zeros(1, 4, 2))
+    burst = torch.ones(1, 3, 48, 40)
+    burst[:, 1:] += 0.01 * torch.rand(1, 2, 48, 40)  # only the reference constant
+    assert torch.equal(estimate_global_shifts(burst), torch.zeros(1, 3, 2))

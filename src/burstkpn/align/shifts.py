@@ -147,8 +147,10 @@ def _robust_peak(burst: torch.Tensor, corrs: torch.Tensor) -> tuple[torch.Tensor
         local_max = corr == max_filter(corr, 5)
         scores = torch.where(local_max, corr, torch.full_like(corr, -torch.inf)).flatten(-2)
         top, flat = scores.topk(min(count, h * w), dim=-1)  # (B, N, P)
-        highest = top[..., :1]  # the floor is relative to each surface's own highest peak
-        relative = torch.where(highest > 0, top / highest.clamp(min=1e-30), (top == highest).float())
+        # the floor is relative to each surface's own highest peak; a surface without a positive peak (a constant
+        # frame: every pixel ties) offers no candidate
+        highest = top[..., :1]
+        relative = torch.where(highest > 0, top / highest.clamp(min=1e-30), torch.zeros_like(top))
         tops.append(torch.where(torch.isfinite(top), relative, -torch.inf))
         flats.append(flat)
         surfaces.append(torch.full_like(flat, surface))
