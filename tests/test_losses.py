@@ -184,3 +184,25 @@ def test_teacher_regret_counts_only_the_bursts_worse_than_the_teacher():
     assert float(mean) == pytest.approx(float(per_burst.mean()))
     mean.backward()
     assert estimate.grad[:2].abs().sum() == 0 and estimate.grad[2].abs().sum() > 0
+
+
+def test_teacher_regret_is_measured_in_gamma_space_inside_the_border():
+    """The same linear error costs more in gamma space where the image is dark (the sRGB curve is steep there),
+    and errors in the cropped border do not count."""
+    from burstkpn.losses import LossConfig, teacher_regret
+
+    torch.manual_seed(1)
+    clean = torch.full((1, 48, 48), 0.6)
+    clean[:, :, :24] = 0.01  # a dark half
+    noise = 0.002 * torch.randn(1, 48, 48)
+    teacher = clean + noise
+    dark_worse = clean + torch.where(torch.arange(48) < 24, 2 * noise, noise)  # twice the error in the dark half
+    bright_worse = clean + torch.where(torch.arange(48) < 24, noise, 2 * noise)
+    cfg = LossConfig(border=0)
+    dark = float(teacher_regret(dark_worse, teacher, clean, torch.ones(1), cfg)[0])
+    bright = float(teacher_regret(bright_worse, teacher, clean, torch.ones(1), cfg)[0])
+    assert dark > 3 * bright > 0  # linear space would score both alike
+    edge = teacher.clone()
+    edge[:, :4] += 0.05  # only in the 4-px border
+    assert float(teacher_regret(edge, teacher, clean, torch.ones(1), LossConfig(border=4))[0]) == 0
+    assert float(teacher_regret(edge, teacher, clean, torch.ones(1), LossConfig(border=0))[0]) > 0

@@ -309,20 +309,36 @@ def test_validation_leaves_out_bursts_reproduced_exactly():
 
 def test_teacher_regret_enters_the_loss(photo_dir, tmp_path):
     """``teacher`` + ``loss.regret_weight``: the teacher's per-burst error is logged and the regret moves the
-    weights (a run without it ends elsewhere); the teacher itself is never trained; a weight without a
-    teacher is a clear error."""
+    weights (a run without it ends elsewhere); the teacher is frozen; its weights are recorded, and resuming
+    against other weights under the same path is a clear error; a weight without a teacher is one too."""
+    import shutil
+
+    from burstkpn.train import load_teacher
+    from burstkpn.weights import state_digest
+
     good = tmp_path / "good" / "model.safetensors"
     train(tiny_config(steps=40), photo_dir, tmp_path / "good", progress=False)
     start = tmp_path / "start" / "model.safetensors"
     train(tiny_config(steps=1), photo_dir, tmp_path / "start", progress=False)  # worse than `good` on most bursts
-    before = load_model(good).state_dict()
+    teacher = tmp_path / "teacher.safetensors"
+    shutil.copy(good, teacher)
     runs = {}
     for weight in (0.0, 10.0):
-        cfg = tiny_config(steps=3, log_every=1, teacher=str(good), loss={"regret_weight": weight})
+        cfg = tiny_config(steps=3, log_every=1, teacher=str(teacher), loss={"regret_weight": weight})
         runs[weight] = train(cfg, photo_dir, tmp_path / f"r{weight}", init=start, progress=False)["model"].state_dict()
         rows = [json.loads(line) for line in (tmp_path / f"r{weight}" / "metrics.jsonl").read_text().splitlines()]
         assert all(row["regret_db"] > 0 and row["worse_than_teacher"] > 0 for row in rows if "loss" in row)
     assert any(not torch.equal(runs[0.0][k], runs[10.0][k]) for k in runs[0.0])
-    assert all(torch.equal(v, load_model(good).state_dict()[k]) for k, v in before.items())
+    frozen = load_teacher(str(teacher), torch.device("cpu"))
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+    recorded = json.loads((tmp_path / "r10.0" / "teacher.json").read_text())
+    assert recorded["digest"] == state_digest(frozen.state_dict())
+    assert load_model(tmp_path / "r10.0" / "model.safetensors").info["teacher"] == recorded
+    shutil.copy(start, teacher)  # other weights under the teacher's path
+    longer = tiny_config(steps=4, log_every=1, teacher=str(teacher), loss={"regret_weight": 10.0})
+    with pytest.raises(BurstKPNError, match="not the weights this run started with"):
+        train(longer, photo_dir, tmp_path / "r10.0", resume=True, progress=False)
     with pytest.raises(BurstKPNError, match="needs a teacher"):
         tiny_config(loss={"regret_weight": 1.0})
+    with pytest.raises(BurstKPNError, match="regret_weight must be >= 0"):
+        tiny_config(teacher=str(teacher), loss={"regret_weight": float("nan")})

@@ -37,8 +37,8 @@ class LossConfig:
     def __post_init__(self):
         if self.reduction not in ("mean", "log"):
             raise BurstKPNError(f"loss reduction must be 'mean' or 'log', not {self.reduction!r}")
-        if self.regret_weight < 0:
-            raise BurstKPNError(f"regret_weight must be >= 0, got {self.regret_weight}")
+        if not self.regret_weight >= 0:  # NaN too
+            raise BurstKPNError(f"loss.regret_weight must be >= 0, got {self.regret_weight}")
 
 
 def to_gamma(linear: torch.Tensor, white_level: torch.Tensor, border: int = BORDER) -> torch.Tensor:

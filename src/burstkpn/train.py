@@ -41,7 +41,7 @@ from burstkpn.models.kpn import (
     predict,
     unwrap,
 )
-from burstkpn.weights import load_model, resolve_model, save_weights
+from burstkpn.weights import load_model, resolve_model, save_weights, state_digest
 
 VAL_BASE = 2**61  # validation bursts are items VAL_BASE + j: never reached by training indices
 COLOUR_LOSSES = ("raw", "processed")  # `models.planar.LOSS_SPACES`
@@ -498,7 +498,15 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         start = int(checkpoint["step"])
         set_rng_states(checkpoint["rng"])
     average = WeightAverage(model, cfg.ema_decay, checkpoint.get("ema") if checkpoint else None) if cfg.ema_decay else None
-    teacher = load_teacher(cfg.teacher, rt.device) if cfg.teacher else None
+    teacher, teacher_record = None, None
+    if cfg.teacher:
+        teacher = load_teacher(cfg.teacher, rt.device)
+        teacher_record = {"teacher": cfg.teacher, "digest": state_digest(teacher.state_dict())}
+        if checkpoint is not None and (run_dir / "teacher.json").exists():  # a path names a file, not weights
+            started = json.loads((run_dir / "teacher.json").read_text()).get("digest", "")
+            if started != teacher_record["digest"]:
+                raise BurstKPNError(f"teacher {cfg.teacher}: not the weights this run started with (digest "
+                                    f"{teacher_record['digest'][:12]}, was {started[:12]}): restore them or start a new run")
     dataset = load_dataset(images, cfg, progress and rt.main)  # bad photos fail before the run folder is written
     if rt.main:
         make_folder(run_dir)
@@ -507,6 +515,9 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         if lineage is not None:
             with atomic_output(run_dir / "init.json") as tmp:
                 tmp.write_text(json.dumps(lineage, indent=2) + "\n")
+        if teacher_record is not None:
+            with atomic_output(run_dir / "teacher.json") as tmp:
+                tmp.write_text(json.dumps(teacher_record, indent=2) + "\n")
         if checkpoint is not None:
             trim_metrics(metrics_path, start)
     if rt.world > 1:
@@ -610,6 +621,8 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
         info = {"steps": step, "train": to_dict(cfg)}
         if (run_dir / "init.json").exists():  # started from other weights: say which, and their training
             info["init"] = json.loads((run_dir / "init.json").read_text())
+        if teacher_record is not None:
+            info["teacher"] = teacher_record
         save_weights(model, run_dir / "model.safetensors", info=info)
     if rt.world > 1:
         torch.distributed.barrier()
