@@ -113,7 +113,8 @@ class TrainConfig:
     ema_decay: float = 0.0
     fixed_bursts: int = 0  # >0: cycle over this many bursts instead of fresh ones (overfitting checks, tests)
     # frozen weights (a path or a shipped name) that ``loss.regret_weight`` holds the run to, burst by burst
-    # (`losses.teacher_regret`); run through `predict` like the model, in float32 and without gradients
+    # (`losses.teacher_regret`); run through `predict` like the model, in float32 and without gradients, every step
+    # once set (also at weight 0: the logged regret_db / worse_than_teacher come from it)
     teacher: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
