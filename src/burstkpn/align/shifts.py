@@ -49,7 +49,7 @@ def estimate_global_shifts(burst: torch.Tensor, lowpass: float = 0.25) -> torch.
     cut = 2 * LOW_CUT / min(h, w)  # LOW_CUT cycles per frame, as a fraction of the Nyquist frequency
     corrs = torch.fft.irfft2(torch.stack([cross, cross * (1 - torch.exp(-freq2 / (2 * cut**2)))]), s=(h, w))
     py, px, surface = _robust_peak(burst.float(), corrs)  # corrs: (2, B, N, H, W), peaks at +shift
-    corr = corrs.gather(0, surface[None, ..., None, None].expand(1, b, n, h, w))[0]
+    corr = torch.where((surface == 1)[..., None, None], corrs[1], corrs[0])  # the winner's surface, for the parabola
 
     def parabola(axis_len: int, along_y: bool) -> torch.Tensor:
         idx = py if along_y else px
