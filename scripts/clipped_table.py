@@ -28,13 +28,15 @@ def main() -> int:
     p.add_argument("--gains", nargs="+", default=["1", "2", "4"])
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--per-image", type=int, default=1)
+    p.add_argument("--declip", action="store_true", help="also each method's output through noise.declip (rows NAME declip)")
     p.add_argument("--out")
     args = p.parse_args()
     shipped = {w.stem: w for w in shipped_weights()}
     methods = resolve_methods(args.methods, [str(shipped.get(m, m)) for m in args.model])
     text = args.white_level or ("1.5,4" if args.clip == "white" else "0.05,0.3")
     white = tuple(float(v) for v in text.split(","))
-    result = run_clipped(args.images, methods, args.gains, args.clip, white, args.size, args.per_image)
+    result = run_clipped(args.images, methods, args.gains, args.clip, white, args.size, args.per_image,
+                         declip=args.declip)
     out = (f"`{' '.join(['python'] + sys.argv)}`\n\n{result['bursts']} bursts of {args.size}² (8 frames, whole-pixel "
            f"shifts, content scale 2, exposure {white[0]:g}-{white[1]:g}, clipped at {'1' if args.clip == 'white' else '0'}; "
            f"{100 * result['saturated_share']:.1f} % of pixels saturated in the truth), {result['seconds'] / 60:.1f} min "

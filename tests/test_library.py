@@ -145,3 +145,39 @@ def test_tiles_overlap_by_the_pipelines_margin(tmp_path):
     no_overlap = pipeline.denoise_planes(load_model(tmp_path / "tile.safetensors"), frames[None],
                                          pipeline.as_noise_level((0.02, 0.001)), 64, align=False, overlap=0)[0]
     assert np.abs(no_overlap - whole).max() > 0.02
+
+
+def _dark_clipped_burst(seed: int = 0, clip: bool = True):
+    """8 static frames of a flat scene at 1 % of white, the paper's gain-4 noise, cut at 0 like black-subtracted
+    raw when ``clip``: their mean reads 0.0148, not 0.01 (`noise.clipped_mean`)."""
+    from burstkpn.noise import NoiseLevel, add_noise
+
+    level = NoiseLevel(0.02, 0.01)
+    frames = add_noise(np.full((8, 64, 64), 0.01, np.float32), level, np.random.default_rng(seed))
+    return (np.clip(frames, 0, None) if clip else frames), level
+
+
+def test_denoise_burst_declips_black_clipped_shadows_with_the_bursts_noise_level():
+    """Wiring: the output of a black-clipped burst goes through `noise.declip` with the noise level the burst
+    was denoised at. Without it the flat shadow comes out 36 % too bright; with it within 20 % (the kernels'
+    weights depend on the clipped values, so their output is not exactly the clipped mean `declip` inverts:
+    -17 % here); a noise level half or twice the truth misses by 29 % / 100 % (those mutations fail here)."""
+    frames, level = _dark_clipped_burst()
+    inner = (slice(8, -8), slice(8, -8))
+    on = burstkpn.denoise_burst(frames, noise=level)
+    off = burstkpn.denoise_burst(frames, noise=level, declip=False)
+    assert on.declipped == (0.0, None) and off.declipped == (None, None)
+    assert any("declipped" in n for n in on.notes)
+    assert off.image[inner].mean() > 0.013  # the clipped values' bias
+    assert abs(on.image[inner].mean() - 0.01) < 0.002
+    for factor in (0.5, 2):  # a wrong level is visible: the stage must get the burst's own
+        other = burstkpn.denoise_burst(frames, noise=(factor * level.sigma_read, factor * level.sigma_shot))
+        assert abs(other.image[inner].mean() - 0.01) > 0.0025
+
+
+def test_declip_leaves_unclipped_bursts_alone():
+    frames, level = _dark_clipped_burst(clip=False)  # negative values: no clip point is hit
+    on = burstkpn.denoise_burst(frames, noise=level)
+    off = burstkpn.denoise_burst(frames, noise=level, declip=False)
+    assert on.declipped == (None, None)
+    np.testing.assert_array_equal(on.image, off.image)

@@ -8,6 +8,8 @@ from burstkpn.noise import (
     NoiseLevel,
     NoiseRange,
     add_noise,
+    clipped_mean,
+    declip,
     noise_level_for_gain,
     noise_std_map,
     sample_noise_level,
@@ -104,3 +106,36 @@ def test_add_noise_is_the_clean_image_plus_std_times_one_normal_draw():
         std = np.sqrt(0.02**2 + 0.01 * np.clip(clean.astype(np.float64), 0, None))
         assert noisy.dtype == np.float32 and noisy.shape == clean.shape
         np.testing.assert_array_equal(noisy, (clean + std * z).astype(np.float32))
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 1.0), (0.0, None), (None, 1.0)])
+def test_clipped_mean_is_the_mean_of_clipped_noisy_draws(low, high, rng):
+    level = NoiseLevel(0.02, 0.01)  # about the paper's gain 4
+    signal = np.array([0.0, 0.005, 0.02, 0.1, 0.5, 0.9, 0.98, 1.0])
+    std = np.sqrt(level.sigma_read**2 + level.sigma_shot * signal)
+    draws = np.clip(signal[:, None] + std[:, None] * rng.standard_normal((len(signal), 400_000)), low, high)
+    # a mean of 4e5 draws is off by less than 5 of its std errors (std / sqrt(4e5): 3e-5 to 1.6e-4 here)
+    error = np.abs(clipped_mean(signal, level, low, high) - draws.mean(axis=1))
+    assert (error < 5 * std / np.sqrt(draws.shape[1])).all(), error
+    # the clip lifts the mean near black and lowers it near white, and leaves mid-grey alone
+    m = clipped_mean(signal, level, low, high)
+    if low is not None:
+        assert m[0] > 0.35 * level.sigma_read
+    if high is not None:
+        assert m[-1] < 1 - 0.35 * std[-1]
+    assert abs(m[4] - 0.5) < 1e-9
+
+
+def test_declip_inverts_the_clipped_mean_and_stays_in_range():
+    level = NoiseLevel(0.02, 0.01)
+    scene = np.linspace(0, 1, 201)
+    np.testing.assert_allclose(declip(clipped_mean(scene, level), level), scene, atol=1e-6)
+    # residual noise can push an estimate past what any scene in [0, 1] gives: the clip point, not beyond
+    out = declip(np.array([-0.01, 0.0, 1.0, 1.02]), level)
+    np.testing.assert_array_equal(out, [0.0, 0.0, 1.0, 1.0])
+    # far from both clip points (more than 6 std) the estimate is returned as it is, bit for bit
+    mid = np.array([0.3, 0.5, 0.7], np.float32)
+    np.testing.assert_array_equal(declip(mid, NoiseLevel(0.005, 0.001)), mid)  # std <= 0.03 here
+    # a side left unclipped is not corrected: a dark value keeps its (positive) bias without a black clip
+    assert declip(np.array([0.015]), level, low=None)[0] == np.float32(0.015)
+    assert declip(np.array([0.015]), level)[0] < 0.012

@@ -149,7 +149,8 @@ def test_a_joint_model_on_a_raw_burst_takes_rggb_planes(weights, tmp_path):
 
     pytest.importorskip("rawpy")
     _, paths = write_raw_burst(tmp_path, frames=4, size=32, pattern="GRBG")
-    result = denoise_burst(paths, NOISE, model=weights[4], bf16=False)
+    # declip off: the untrained model's output runs far below the sensor's clip point, which declip would hold
+    result = denoise_burst(paths, NOISE, model=weights[4], bf16=False, declip=False)
     mosaics = load_input(paths).frames  # (N, 32, 32) GRBG
     model = load_model(weights[4])
     planes = tile_align(bayer_to_planes(mosaics, "GRBG").transpose(1, 0, 2, 3))

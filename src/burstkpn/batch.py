@@ -33,7 +33,8 @@ from burstkpn.errors import BurstKPNError
 # the suffixes `write_denoised` writes after a burst's name (main file, previews, report, settings)
 OUTPUT_SUFFIXES = (".png", ".tif", ".dng", ".preview.png", ".before.png", ".report.html", ".json")
 # options `denoise_burst` takes per burst (the rest of its arguments, progress and log, are the batch's own)
-DENOISE_OPTIONS = ("noise", "model", "align", "reference", "tile", "memory_gb", "raw_mode", "gamma_16bit", "ensemble", "bf16")
+DENOISE_OPTIONS = ("noise", "model", "align", "reference", "tile", "memory_gb", "raw_mode", "gamma_16bit", "ensemble", "bf16",
+                   "declip")
 
 
 # ---------------------------------------------------------------- which bursts

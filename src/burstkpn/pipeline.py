@@ -36,7 +36,8 @@ class Denoised:
     model: the weights' name; weights: their file; noise / noise_source: the input frames' noise level
     and where it came from; alignment: the pre-alignment ("hdrplus-tiles" or "none"); tile: tile side
     in pixels; burst: the loaded input (frames, kind, paths, raw metadata) for writing outputs;
-    planes: the grayscale bursts the model saw, (C, n, H, W) (for reports and inspection).
+    planes: the grayscale bursts the model saw, (C, n, H, W) (for reports and inspection); declipped: the
+    (black, white) clip points `noise.declip` corrected at (None: that side not clipped or declip off).
     """
 
     image: np.ndarray
@@ -52,6 +53,7 @@ class Denoised:
     gamma_16bit: bool = False
     ensemble: bool = False
     bf16: bool = False
+    declipped: tuple[float | None, float | None] = (None, None)
     planes: np.ndarray | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
 
@@ -64,7 +66,8 @@ class Denoised:
 def denoise_burst(burst, noise=None, *, model=None, align: bool = True, reference: int = 0,
                   tile: int | None = None, memory_gb: float = 2.0, raw_mode: str = "full",
                   gamma_16bit: bool = False, ensemble: bool = False, bf16: bool | None = None,
-                  progress: bool = False, log: Callable[[str], None] | None = None) -> Denoised:
+                  declip: bool = True, progress: bool = False,
+                  log: Callable[[str], None] | None = None) -> Denoised:
     """Denoise one burst and say what was decided.
 
     burst: a folder, a file list (one burst, sorted by name), or an array of linear frames in [0, 1]:
@@ -78,7 +81,8 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     ``memory_gb``). raw_mode: "full" (each CFA plane denoised, a mosaic out) or "half" (the 2x2 Bayer
     mean). gamma_16bit: 16-bit files are gamma-encoded, not linear. ensemble: the mean over the 8
     flips/rotations (8x the time). bf16: autocast the network (default: where the CPU has native bf16).
-    log: receives one-line notes (noise level, frame count); e.g. ``print``.
+    declip: where the frames hit a clip point (0 after black subtraction, the white level), take out the bias a
+    merge of clipped values has there (`noise.declip`, with the burst's noise level). log: receives one-line notes (noise level, frame count); e.g. ``print``.
 
     >>> import numpy as np, burstkpn
     >>> frames = np.full((8, 32, 32), 0.5, np.float32)
@@ -120,6 +124,9 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
         work = np.ascontiguousarray(bayer_to_planes(loaded.frames, pattern).transpose(1, 0, 2, 3))
     denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble,
                               greens=None if joint is not None else green_planes(loaded, raw_mode))
+    points = (None, None)
+    if declip:
+        denoised, points = declip_output(denoised, planes, level, note)
     if pattern is not None:  # back to the mosaic's own plane positions
         from burstkpn.io.raw import bayer_planes
         from burstkpn.models.planar import planes_to_bayer
@@ -129,7 +136,25 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     return Denoised(image=image, model=weights.stem, weights=weights, noise=level, noise_source=source,
                     alignment="hdrplus-tiles" if align else "none", tile=side,
                     seconds=round(time.perf_counter() - start, 2), burst=loaded, raw_mode=raw_mode,
-                    gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), planes=planes, notes=notes)
+                    gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), declipped=points, planes=planes,
+                    notes=notes)
+
+
+def declip_output(denoised: np.ndarray, planes: np.ndarray, level: NoiseLevel,
+                  note: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, tuple[float | None, float | None]]:
+    """denoised (C, H, W) from the input planes (C, n, H, W) at noise ``level`` -> (the same with `noise.declip`
+    applied at the clip points the input frames hit (`noise_estimation.clip_points`), those points); unchanged
+    when they hit none (e.g. synthetic frames, which hold negative values)."""
+    from burstkpn.noise import declip
+    from burstkpn.noise_estimation import clip_points
+
+    low, high = clip_points(planes)
+    if low is None and high is None:
+        return denoised, (None, None)
+    note("declipped: the merge's bias next to the clip point" + ("s" if low is not None and high is not None else "")
+         + " " + " and ".join(f"{name} {v:g}" for name, v in (("black", low), ("white", high)) if v is not None)
+         + " taken out (noise.declip)")
+    return declip(denoised, level, low, high), (low, high)
 
 
 def prepare(burst, noise=None, model=None, reference: int = 0, gamma_16bit: bool = False, raw_mode: str = "full",

@@ -110,16 +110,19 @@ def markdown(sweep: dict, reference_row: str | None = None) -> str:
 
 def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", white_level=(1.5, 4.0), size: int = 64,
                 per_image: int = 1, seed: int = 0, motion: str = "integer", downsample: int = 2,
-                progress: bool = True) -> dict:
+                declip: bool = False, progress: bool = True) -> dict:
     """Methods on clipped bursts and on the same bursts unclipped (one seed: the same scenes, shifts and noise
     draws; only the sensor's clip differs). Per method and gain: PSNR over the pixels that are not clipped in
     the truth, on the clipped and on the unclipped twin; the highlight bias over truly saturated pixels
     (`metrics.highlight_bias`, fraction of white); PSNR in the 4-px halo band around blown regions.
     ``clip``: "white" (exposure ``white_level`` > 1, saturated at 1) or "black" (clipped at 0 after the noise).
+    ``declip``: each method's output on the clipped bursts also through `pipeline.declip_output` (what
+    `denoise_burst` does after the network), as the row "NAME declip" (the same outputs, no second run).
     All figures in the paper's display space with data range 1 (the sensor's white level)."""
     from tqdm import tqdm
 
     from burstkpn.metrics import halo_band, highlight_bias, masked_psnr, saturated_mask
+    from burstkpn.pipeline import declip_output
     from burstkpn.testset import build_testset
 
     if clip not in ("white", "black"):
@@ -133,6 +136,7 @@ def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", whi
     saturated_share = []
     for m in tqdm([m for m in methods if m.denoise], desc="clipped", unit="method", disable=not progress):
         per_gain: dict[int, list] = {}
+        declipped: dict[int, list] = {}
         for i in range(len(clipped)):
             noise = NoiseLevel(float(clipped.sigma_read[i]), float(clipped.sigma_shot[i]))
             truth = np.clip(twin.clean[i], 0, 1)  # the scene as a perfect sensor records it
@@ -143,13 +147,19 @@ def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", whi
             band = halo_band(sat)
             if m is methods[0]:
                 saturated_share.append(float(sat.mean()))
-            per_gain.setdefault(int(clipped.gain[i]), []).append((
-                masked_psnr(a, truth, unclipped), masked_psnr(b, truth, unclipped), highlight_bias(a, truth),
-                masked_psnr(a, truth, band) if band.any() else float("nan")))
-        rows[m.name] = {g: dict(zip(("psnr_clipped", "psnr_unclipped", "highlight_bias", "halo_psnr"),
-                                    (float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
-                                     for col in zip(*vals))))
-                        for g, vals in sorted(per_gain.items())}
+            outputs = [(per_gain, a)]
+            if declip:
+                outputs.append((declipped, declip_output(a[None], clipped.noisy[i][None], noise)[0][0]))
+            for table, out in outputs:
+                table.setdefault(int(clipped.gain[i]), []).append((
+                    masked_psnr(out, truth, unclipped), masked_psnr(b, truth, unclipped), highlight_bias(out, truth),
+                    masked_psnr(out, truth, band) if band.any() else float("nan")))
+        for name, table in ((m.name, per_gain), (f"{m.name} declip", declipped)):
+            if table:
+                rows[name] = {g: dict(zip(("psnr_clipped", "psnr_unclipped", "highlight_bias", "halo_psnr"),
+                                          (float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
+                                           for col in zip(*vals))))
+                              for g, vals in sorted(table.items())}
     return {"rows": rows, "gains": sorted({int(g) for g in clipped.gain}), "seconds": time.perf_counter() - start,
             "bursts": len(clipped), "saturated_share": float(np.mean(saturated_share)) if saturated_share else 0.0,
             "clip": clip}

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "-0.01 dB on the test set and faster; emulated bf16 is ~20x slower)")
     p.add_argument("--ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations of the burst (8x the time; the gain is in docs/results.md)")
+    p.add_argument("--declip", action=argparse.BooleanOptionalAction, default=True,
+                   help="where the frames clip (black at 0, white level), take the merge's bias out (default: on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     result = denoise_burst(args.inputs, noise, model=args.model, align=args.align, reference=args.reference,
                            tile=args.tile, memory_gb=args.memory_gb, raw_mode=args.raw_mode,
                            gamma_16bit=args.gamma_16bit, ensemble=args.ensemble, bf16=args.bf16,
-                           progress=not args.quiet, log=print)
+                           declip=args.declip, progress=not args.quiet, log=print)
     written = write_denoised(result, args.out, before=args.before, report=args.report, log=print)
     h, w = result.planes.shape[-2:]
     print(f"wrote {', '.join(str(p) for p in written)} ({len(result.burst.frames)} frames, {w}x{h} per plane, "
@@ -112,7 +114,8 @@ def run_many(args: argparse.Namespace) -> int:
                              log=lambda line: print(line, file=sys.stderr),
                              noise=parse_noise(args.noise), model=args.model, align=args.align,
                              reference=args.reference, tile=args.tile, memory_gb=args.memory_gb,
-                             raw_mode=args.raw_mode, gamma_16bit=args.gamma_16bit, ensemble=args.ensemble, bf16=args.bf16)
+                             raw_mode=args.raw_mode, gamma_16bit=args.gamma_16bit, ensemble=args.ensemble, bf16=args.bf16,
+                             declip=args.declip)
     counts = summary["counts"]
     where = f" (rank {summary['rank']} of {summary['world']}: {summary['bursts']} of {summary['total']} bursts)" if summary["world"] > 1 else ""
     print(f"{counts['done']} done, {counts['skipped']} skipped (already done), {counts['failed']} failed{where}; "

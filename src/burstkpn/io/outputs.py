@@ -84,6 +84,7 @@ def write_denoised(result, out: str | Path, before: bool = False, report: bool =
         "noise": {"sigma_read": result.noise.sigma_read, "sigma_shot": result.noise.sigma_shot,
                   "source": result.noise_source},
         "align": result.alignment, "bf16": result.bf16, "ensemble": result.ensemble, "tile": result.tile,
+        "declipped": {"black": result.declipped[0], "white": result.declipped[1]},
         "raw_mode": result.raw_mode, "outputs": [str(p) for p in written], "seconds": result.seconds,
     }
     with atomic_output(main.with_suffix(".json")) as tmp:
