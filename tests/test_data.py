@@ -70,3 +70,33 @@ def test_dataset_with_no_usable_image_is_an_error(tmp_path):
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(BurstKPNError, match="no usable image"):
         BurstDataset(tmp_path, SMALL, progress=False)
+
+
+@pytest.mark.parametrize("clip", ["black", "white"])
+def test_clipped_mean_target_is_the_scene_plus_the_clips_bias(photo_dir, clip):
+    """``clipped_target="clipped-mean"``: a clipped burst's target is what the clipping sensor records on average
+    (the same bursts as the "scene" stream, only the target differs); unclipped bursts keep the scene."""
+    from burstkpn.noise import NoiseLevel, NoiseRange, clipped_mean
+
+    shares = {"black_clip_fraction": 1.0} if clip == "black" else {"saturated_fraction": 1.0, "saturated_white_level": (4.0, 6.0)}
+    noise = NoiseRange((-1.6, -1.5), (-2.0, -1.9))  # about the paper's gain 4: a large clip bias
+    scene = TrainingDataConfig(burst=BurstConfig(size=32), noise=noise, white_level=(0.1, 0.2), **shares)
+    mean = TrainingDataConfig(burst=BurstConfig(size=32), noise=noise, white_level=(0.1, 0.2),
+                              clipped_target="clipped-mean", **shares)
+    a, b = BurstDataset(photo_dir, scene, seed=3, progress=False)[7], BurstDataset(photo_dir, mean, seed=3, progress=False)[7]
+    assert torch.equal(a["burst"], b["burst"]) and float(a["clipped"]) == 1.0
+    level = NoiseLevel(float(a["sigma_read"]), float(a["sigma_shot"]))
+    low, high = (0.0, None) if clip == "black" else (None, 1.0)
+    target, got = a["clean"].numpy(), b["clean"].numpy()
+    below = target < 1.0  # where the scene target is the scene itself (above white it was cut to 1)
+    np.testing.assert_allclose(got[below], clipped_mean(target[below], level, low, high), rtol=1e-5, atol=1e-7)
+    if clip == "black":
+        assert float((got - target).min()) > 0  # the cut negative draws lift every pixel's mean
+    else:
+        assert (~below).any() and (got[~below] <= 1.0).all() and (got[~below] >= clipped_mean(np.ones(1), level, low, high)[0] - 1e-6).all()
+        assert float((target - got)[below].max()) > 0.01  # just under white the cut bright draws lower the mean
+    unclipped = BurstDataset(photo_dir, TrainingDataConfig(burst=BurstConfig(size=32), clipped_target="clipped-mean"),
+                             seed=3, progress=False)[7]
+    assert torch.equal(unclipped["clean"], BurstDataset(photo_dir, SMALL, seed=3, progress=False)[7]["clean"])
+    with pytest.raises(BurstKPNError, match="clipped_target"):
+        TrainingDataConfig(clipped_target="mean")

@@ -82,6 +82,9 @@ def report_skipped(unreadable: list[str], small: list[str], min_side: int, n_pat
         raise BurstKPNError(f"no usable image among {n_paths} (need readable images of at least {min_side} px)")
 
 
+CLIPPED_TARGETS = ("scene", "clipped-mean")  # `TrainingDataConfig.clipped_target`, `clip_target`
+
+
 @dataclass(frozen=True)
 class TrainingDataConfig:
     """What the training sampler draws; defaults are the paper's (global motion, full bursts)."""
@@ -109,6 +112,10 @@ class TrainingDataConfig:
     saturated_fraction: float = 0.0
     saturated_white_level: tuple[float, float] = (1.0, 6.0)
     black_clip_fraction: float = 0.0
+    # the target of a clipped burst (`clip_target`): "scene" (clipped to [0, 1]) teaches a model to undo the
+    # clip's bias itself; "clipped-mean" (what the clipping sensor records on average) teaches it to merge,
+    # and `denoise` declips the merge (`noise.declip`) as it does any merge of clipped frames
+    clipped_target: str = "scene"
     # a share of well-exposed, low-noise bursts (base ISO and around it, the question the log-uniform noise
     # range asks a few percent of the time): noise drawn from low_noise, white level from low_noise_white_level
     low_noise_fraction: float = 0.0
@@ -120,6 +127,8 @@ class TrainingDataConfig:
                   self.saturated_fraction, self.black_clip_fraction, self.low_noise_fraction)
         if not all(0.0 <= f <= 1.0 for f in shares):
             raise BurstKPNError("local/short/static/integer/saturated/black_clip/low_noise fractions must lie in [0, 1]")
+        if self.clipped_target not in CLIPPED_TARGETS:
+            raise BurstKPNError(f"clipped_target must be one of {', '.join(CLIPPED_TARGETS)}, got {self.clipped_target!r}")
         if not 0.0 < self.low_noise_white_level[0] <= self.low_noise_white_level[1]:
             raise BurstKPNError(f"low_noise_white_level must satisfy 0 < low <= high, got {self.low_noise_white_level}")
         if self.static_fraction + self.integer_fraction + self.local_fraction > 1.0:
@@ -177,7 +186,7 @@ class BurstDataset(Dataset):
             valid[1 + rng.permutation(cfg.burst.frames - 1)[: cfg.burst.frames - n]] = 0
         black = cfg.black_clip_fraction > 0 and rng.random() < cfg.black_clip_fraction
         noisy = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
-        clean = np.clip(clean_frames[0], 0.0, 1.0) if saturated else clean_frames[0]
+        clean = clip_target(clean_frames[0], level, saturated, black, cfg.clipped_target)
         return {
             "burst": torch.from_numpy(noisy),
             "clean": torch.from_numpy(np.ascontiguousarray(clean)),
@@ -189,6 +198,18 @@ class BurstDataset(Dataset):
             "shifts": torch.from_numpy(np.ascontiguousarray(scene.shifts, np.float32)),
             "valid": torch.from_numpy(valid),
         }
+
+
+def clip_target(clean: np.ndarray, level, saturated: bool, black: bool, target: str = "scene") -> np.ndarray:
+    """The training target of one burst from its clean scene (any shape, linear): unchanged for an unclipped
+    burst; for one clipped at white (``saturated``) or at 0 (``black``), with ``target`` "scene" the scene
+    clipped to [0, 1], with "clipped-mean" what the clipping sensor records there on average
+    (`noise.clipped_mean` at the burst's noise ``level``: the scene plus the clip's bias)."""
+    if target == "clipped-mean" and (saturated or black):
+        from burstkpn.noise import clipped_mean
+
+        return clipped_mean(clean, level, 0.0 if black else None, 1.0 if saturated else None).astype(np.float32)
+    return np.clip(clean, 0.0, 1.0) if saturated else clean
 
 
 def draw_burst_kind(cfg: TrainingDataConfig, rng: np.random.Generator):
@@ -334,8 +355,7 @@ class ColourBurstDataset(Dataset):
             clean_frames = np.ascontiguousarray(frames.transpose(3, 0, 1, 2))  # (3, N, S, S)
             burst = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
             clean, shifts = clean_frames[:, 0], scene.shifts
-        if saturated:
-            clean = np.clip(clean, 0.0, 1.0)
+        clean = clip_target(clean, level, saturated, black, cfg.clipped_target)
         white = scene.white_level
         return {
             "burst": torch.from_numpy(np.ascontiguousarray(burst, np.float32)),
