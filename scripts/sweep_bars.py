@@ -1,6 +1,10 @@
 """Issue 25's bar, read off a sweep table written by `scripts/sweep.py`.
 
-    python scripts/sweep_bars.py docs/experiments/sweep-hold2-bm3d.md [--model kpn]
+    python scripts/sweep_bars.py docs/experiments/sweep-hold2-bm3d.md [MORE.md ...] [--model kpn]
+
+Several tables of the same cells (`sweep.py` is seeded: the same photos, cells and seed give the same bursts) are
+read as one, so a new model's rows can be measured alone and set beside the classical rows of an earlier run; a
+row found in two tables must agree to 0.01 dB in every cell (the check that the bursts were the same).
 
 For every learned row (all rows after the classical ones): the mean gamma PSNR over the cells, the cells where it
 is not at least 0.5 dB above the aligned average / HDR+, the cells more than 0.5 dB under bm3d-merged and its mean
@@ -33,10 +37,18 @@ def read_table(path: str | Path) -> tuple[list[str], dict[str, list[float]]]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("table")
+    p.add_argument("tables", nargs="+")
     p.add_argument("--model", default="kpn", help="the row the others are compared with cell by cell")
     args = p.parse_args()
-    cells, rows = read_table(args.table)
+    cells, rows = read_table(args.tables[0])
+    for path in args.tables[1:]:
+        more_cells, more = read_table(path)
+        if more_cells != cells:
+            raise SystemExit(f"{path}: other cells than {args.tables[0]}")
+        for name, values in more.items():
+            if name in rows and max(abs(a - b) for a, b in zip(rows[name], values)) > 0.01:
+                raise SystemExit(f"{path}: row {name!r} differs from the earlier table's: not the same bursts")
+            rows.setdefault(name, values)
     mean = {name: sum(v) / len(v) for name, v in rows.items()}
     print(f"{len(cells)} cells; means: " + ", ".join(f"{n} {m:.2f}" for n, m in mean.items()))
     for name, values in rows.items():
