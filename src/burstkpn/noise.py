@@ -139,16 +139,20 @@ def clipped_mean(signal, level: NoiseLevel, low: float | None = 0.0, high: float
     return out
 
 
-def declip(estimate: np.ndarray, level: NoiseLevel, low: float | None = 0.0, high: float | None = 1.0,
-           iterations: int = 40) -> np.ndarray:
+DECLIP_GRID = 200_001  # scene values tabulated between the ends of the range declip searches
+
+
+def declip(estimate: np.ndarray, level: NoiseLevel, low: float | None = 0.0, high: float | None = 1.0) -> np.ndarray:
     """Invert `clipped_mean`: the scene value (within [low, high]) whose clipped mean is ``estimate``, the
     denoised output of a burst the sensor clipped (Foi 2009, the "declipping" step). Any shape; float32.
 
     A merge of black-clipped frames reads too bright in the shadows (at the paper's gain 4 a scene at 0.01 of
     white averages to 0.014) and a merge of white-clipped frames too dark just under white; this takes the
     bias out pixel by pixel. Only pixels within `DECLIP_REACH` noise std of a clip point change (elsewhere the
-    clip moves the mean by less than 1e-9); there, bisection on the monotone `clipped_mean`. An estimate beyond
-    what any scene in [low, high] gives (residual noise) is set to the clip point."""
+    clip moves the mean by less than 1e-9). With one noise level per burst, `clipped_mean` is one monotone
+    function of the scene value: it is tabulated on `DECLIP_GRID` points and inverted by linear interpolation
+    (error under 1e-7 of white; a 3-MP output in well under a second). An estimate beyond what any scene in
+    [low, high] gives (residual noise) is set to the clip point."""
     est = np.asarray(estimate)
     out = est.astype(np.float32, copy=True)
     if low is None and high is None:
@@ -162,17 +166,10 @@ def declip(estimate: np.ndarray, level: NoiseLevel, low: float | None = 0.0, hig
     if not near.any():
         return out
     target = est[near].astype(np.float64)
-    lo = np.full(target.shape, low if low is not None else float(target.min()) - DECLIP_REACH * float(std.max()))
-    hi = np.full(target.shape, high if high is not None else float(target.max()) + DECLIP_REACH * float(std.max()))
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        below = clipped_mean(mid, level, low, high) < target
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    found = 0.5 * (lo + hi)
-    if low is not None:
-        found[target <= clipped_mean(np.array(low), level, low, high)] = low
-    if high is not None:
-        found[target >= clipped_mean(np.array(high), level, low, high)] = high
-    out[near] = found
+    reach = DECLIP_REACH * float(std.max())
+    start = low if low is not None else float(target.min()) - reach
+    stop = high if high is not None else float(target.max()) + reach
+    scene = np.linspace(start, stop, DECLIP_GRID)
+    mean = np.maximum.accumulate(clipped_mean(scene, level, low, high))  # monotone (to rounding) for np.interp
+    out[near] = np.interp(target, mean, scene)  # below the first / above the last mean: the clip point itself
     return out
