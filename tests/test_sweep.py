@@ -69,3 +69,18 @@ def test_clipped_table_measures_the_clipped_region(photo_dir):
     # on the unclipped pixels the clip changes the reference frame only next to the highlights
     assert abs(ref["psnr_clipped"] - ref["psnr_unclipped"]) < 1.0
     assert "g1: PSNR clipped / twin" in clipped_markdown(result)
+
+
+def test_clipped_table_declip_rows_take_the_black_clip_bias_out(photo_dir):
+    """``declip=True`` adds "NAME declip" rows computed from the same outputs: on black-clipped dark bursts at
+    gain 4 the declipped aligned average is closer to the truth than the merge, about as close as the merge of
+    the unclipped twin (`noise.declip` with the burst's own noise level)."""
+    from burstkpn.sweep import run_clipped
+
+    methods = resolve_methods("aligned-average", ())
+    result = run_clipped(photo_dir, methods, gains=["4"], clip="black", white_level=(0.05, 0.1), size=32,
+                         declip=True, progress=False)
+    plain, fixed = result["rows"]["aligned-average"][4], result["rows"]["aligned-average declip"][4]
+    assert fixed["psnr_unclipped"] == plain["psnr_unclipped"]  # the twin's figure is not declipped (no clip)
+    assert fixed["psnr_clipped"] > plain["psnr_clipped"] + 1.0
+    assert abs(fixed["psnr_clipped"] - fixed["psnr_unclipped"]) < 1.0
