@@ -82,7 +82,8 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     mean). gamma_16bit: 16-bit files are gamma-encoded, not linear. ensemble: the mean over the 8
     flips/rotations (8x the time). bf16: autocast the network (default: where the CPU has native bf16).
     declip: where the frames hit a clip point (0 after black subtraction, the white level), take out the bias a
-    merge of clipped values has there (`noise.declip`, with the burst's noise level). log: receives one-line notes (noise level, frame count); e.g. ``print``.
+    merge of clipped values has there (`noise.declip`, with the burst's noise level).
+    log: receives one-line notes (noise level, frame count); e.g. ``print``.
 
     >>> import numpy as np, burstkpn
     >>> frames = np.full((8, 32, 32), 0.5, np.float32)
