@@ -29,6 +29,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--per-image", type=int, default=1)
     p.add_argument("--declip", action="store_true", help="also each method's output through noise.declip (rows NAME declip)")
+    p.add_argument("--impute", action="store_true",
+                   help="also each method on the bursts with their cut black values filled in first (rows NAME imputed: what denoise does)")
     p.add_argument("--out")
     args = p.parse_args()
     shipped = {w.stem: w for w in shipped_weights()}
@@ -36,7 +38,7 @@ def main() -> int:
     text = args.white_level or ("1.5,4" if args.clip == "white" else "0.05,0.3")
     white = tuple(float(v) for v in text.split(","))
     result = run_clipped(args.images, methods, args.gains, args.clip, white, args.size, args.per_image,
-                         declip=args.declip)
+                         declip=args.declip, impute=args.impute)
     out = (f"`{' '.join(['python'] + sys.argv)}`\n\n{result['bursts']} bursts of {args.size}² (8 frames, whole-pixel "
            f"shifts, content scale 2, exposure {white[0]:g}-{white[1]:g}, clipped at {'1' if args.clip == 'white' else '0'}; "
            f"{100 * result['saturated_share']:.1f} % of pixels saturated in the truth), {result['seconds'] / 60:.1f} min "

@@ -79,8 +79,10 @@ def test_clipped_table_declip_rows_take_the_black_clip_bias_out(photo_dir):
 
     methods = resolve_methods("aligned-average", ())
     result = run_clipped(photo_dir, methods, gains=["4"], clip="black", white_level=(0.05, 0.1), size=32,
-                         declip=True, progress=False)
+                         declip=True, impute=True, progress=False)
     plain, fixed = result["rows"]["aligned-average"][4], result["rows"]["aligned-average declip"][4]
+    filled = result["rows"]["aligned-average imputed"][4]  # the merge of frames whose cut values were filled in
+    assert filled["psnr_clipped"] > plain["psnr_clipped"] + 0.5
     assert fixed["psnr_unclipped"] == plain["psnr_unclipped"]  # the twin's figure is not declipped (no clip)
     assert fixed["psnr_clipped"] > plain["psnr_clipped"] + 1.0
     assert abs(fixed["psnr_clipped"] - fixed["psnr_unclipped"]) < 1.0

@@ -36,8 +36,9 @@ class Denoised:
     model: the weights' name; weights: their file; noise / noise_source: the input frames' noise level
     and where it came from; alignment: the pre-alignment ("hdrplus-tiles" or "none"); tile: tile side
     in pixels; burst: the loaded input (frames, kind, paths, raw metadata) for writing outputs;
-    planes: the grayscale bursts the model saw, (C, n, H, W) (for reports and inspection); declipped: the
-    (black, white) clip points `noise.declip` corrected at (None: that side not clipped or declip off).
+    planes: the input's grayscale bursts, (C, n, H, W), as loaded (for reports and inspection); declipped: the
+    (black, white) clip points `noise.declip` corrected the output at; imputed_black: the black point whose cut
+    values were filled in before the network (`noise.impute_black`); None: that side not clipped or declip off.
     """
 
     image: np.ndarray
@@ -54,6 +55,7 @@ class Denoised:
     ensemble: bool = False
     bf16: bool = False
     declipped: tuple[float | None, float | None] = (None, None)
+    imputed_black: float | None = None
     planes: np.ndarray | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
 
@@ -81,8 +83,10 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     ``memory_gb``). raw_mode: "full" (each CFA plane denoised, a mosaic out) or "half" (the 2x2 Bayer
     mean). gamma_16bit: 16-bit files are gamma-encoded, not linear. ensemble: the mean over the 8
     flips/rotations (8x the time). bf16: autocast the network (default: where the CPU has native bf16).
-    declip: where the frames hit a clip point (0 after black subtraction, the white level), take out the bias a
-    merge of clipped values has there (`noise.declip`, with the burst's noise level).
+    declip: where the frames hit a clip point, undo what the clip did: values cut at the black point (0 after
+    black subtraction) are filled in with their conditional mean before the network (`noise.impute_black`), and
+    the output's bias next to the white level is taken out after it (`noise.declip`), both at the burst's noise
+    level (docs/experiments/clipping.md).
     log: receives one-line notes (noise level, frame count); e.g. ``print``.
 
     >>> import numpy as np, burstkpn
@@ -117,17 +121,21 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
         from burstkpn.hardware import native_bf16
 
         bf16 = native_bf16("cpu")
-    work, pattern = planes, None
+    work, pattern, black = planes, None, None
+    if declip:
+        work, black = impute_input(planes, level, note)
     if joint is not None and loaded.kind == "raw" and loaded.raw_reference.pattern != "RGGB":
+        from burstkpn.io.raw import mosaic_from_planes
         from burstkpn.models.planar import bayer_to_planes
 
         pattern = loaded.raw_reference.pattern  # a joint model takes RGGB planes: other layouts flipped to RGGB
-        work = np.ascontiguousarray(bayer_to_planes(loaded.frames, pattern).transpose(1, 0, 2, 3))
+        mosaics = loaded.frames if black is None else mosaic_from_planes(work.transpose(1, 0, 2, 3))
+        work = np.ascontiguousarray(bayer_to_planes(mosaics, pattern).transpose(1, 0, 2, 3))
     denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble,
                               greens=None if joint is not None else green_planes(loaded, raw_mode))
     points = (None, None)
     if declip:
-        denoised, points = declip_output(denoised, planes, level, note)
+        denoised, points = declip_output(denoised, planes, level, note, black=black is None)
     if pattern is not None:  # back to the mosaic's own plane positions
         from burstkpn.io.raw import bayer_planes
         from burstkpn.models.planar import planes_to_bayer
@@ -137,19 +145,39 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     return Denoised(image=image, model=weights.stem, weights=weights, noise=level, noise_source=source,
                     alignment="hdrplus-tiles" if align else "none", tile=side,
                     seconds=round(time.perf_counter() - start, 2), burst=loaded, raw_mode=raw_mode,
-                    gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), declipped=points, planes=planes,
+                    gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), declipped=points, imputed_black=black,
+                    planes=planes,
                     notes=notes)
 
 
+def impute_input(planes: np.ndarray, level: NoiseLevel,
+                 note: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, float | None]:
+    """Input planes (C, n, H, W) at noise ``level`` -> (the planes with the values cut at the black point filled
+    in by `noise.impute_black`, that point), or (the planes themselves, None) when the frames hit no black point
+    (`noise_estimation.clip_points`; synthetic frames hold negative values and are never touched)."""
+    from burstkpn.noise import impute_black
+    from burstkpn.noise_estimation import CLIP_TOLERANCE, clip_points
+
+    low, _ = clip_points(planes)
+    if low is None:
+        return planes, None
+    note(f"imputed: values cut at the black point {low:g} filled in with their conditional mean (noise.impute_black)")
+    return impute_black(planes, level, low, CLIP_TOLERANCE), low
+
+
 def declip_output(denoised: np.ndarray, planes: np.ndarray, level: NoiseLevel,
-                  note: Callable[[str], None] = lambda _: None) -> tuple[np.ndarray, tuple[float | None, float | None]]:
+                  note: Callable[[str], None] = lambda _: None,
+                  black: bool = True) -> tuple[np.ndarray, tuple[float | None, float | None]]:
     """denoised (C, H, W) from the input planes (C, n, H, W) at noise ``level`` -> (the same with `noise.declip`
     applied at the clip points the input frames hit (`noise_estimation.clip_points`), those points); unchanged
-    when they hit none (e.g. synthetic frames, which hold negative values)."""
+    when they hit none (e.g. synthetic frames, which hold negative values). ``black=False``: the white side only
+    (the black side's cut values were imputed before the network, `impute_input`)."""
     from burstkpn.noise import declip
     from burstkpn.noise_estimation import clip_points
 
     low, high = clip_points(planes)
+    if not black:
+        low = None
     if low is None and high is None:
         return denoised, (None, None)
     note("declipped: the merge's bias next to the clip point" + ("s" if low is not None and high is not None else "")

@@ -110,7 +110,7 @@ def markdown(sweep: dict, reference_row: str | None = None) -> str:
 
 def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", white_level=(1.5, 4.0), size: int = 64,
                 per_image: int = 1, seed: int = 0, motion: str = "integer", downsample: int = 2,
-                declip: bool = False, progress: bool = True) -> dict:
+                declip: bool = False, impute: bool = False, progress: bool = True) -> dict:
     """Methods on clipped bursts and on the same bursts unclipped (one seed: the same scenes, shifts and noise
     draws; only the sensor's clip differs). Per method and gain: PSNR over the pixels that are not clipped in
     the truth, on the clipped and on the unclipped twin; the highlight bias over truly saturated pixels
@@ -118,11 +118,14 @@ def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", whi
     ``clip``: "white" (exposure ``white_level`` > 1, saturated at 1) or "black" (clipped at 0 after the noise).
     ``declip``: each method's output on the clipped bursts also through `pipeline.declip_output` (what
     `denoise_burst` does after the network), as the row "NAME declip" (the same outputs, no second run).
+    ``impute``: each method also run on the clipped bursts with their cut black values filled in first
+    (`pipeline.impute_input`) and declipped at white only: what `denoise_burst` does with a network, as the row
+    "NAME imputed" (a second run where the bursts hit the black point; the declipped output where they do not).
     All figures in the paper's display space with data range 1 (the sensor's white level)."""
     from tqdm import tqdm
 
     from burstkpn.metrics import halo_band, highlight_bias, masked_psnr, saturated_mask
-    from burstkpn.pipeline import declip_output
+    from burstkpn.pipeline import declip_output, impute_input
     from burstkpn.testset import build_testset
 
     if clip not in ("white", "black"):
@@ -137,6 +140,7 @@ def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", whi
     for m in tqdm([m for m in methods if m.denoise], desc="clipped", unit="method", disable=not progress):
         per_gain: dict[int, list] = {}
         declipped: dict[int, list] = {}
+        imputed: dict[int, list] = {}
         for i in range(len(clipped)):
             noise = NoiseLevel(float(clipped.sigma_read[i]), float(clipped.sigma_shot[i]))
             truth = np.clip(twin.clean[i], 0, 1)  # the scene as a perfect sensor records it
@@ -150,11 +154,15 @@ def run_clipped(images, methods, gains=("1", "2", "4"), clip: str = "white", whi
             outputs = [(per_gain, a)]
             if declip:
                 outputs.append((declipped, declip_output(a[None], clipped.noisy[i][None], noise)[0][0]))
+            if impute:
+                filled, black = impute_input(clipped.noisy[i][None], noise)
+                c = a if black is None else np.asarray(m.denoise(np.ascontiguousarray(filled[0]), noise), np.float32)
+                outputs.append((imputed, declip_output(c[None], clipped.noisy[i][None], noise, black=black is None)[0][0]))
             for table, out in outputs:
                 table.setdefault(int(clipped.gain[i]), []).append((
                     masked_psnr(out, truth, unclipped), masked_psnr(b, truth, unclipped), highlight_bias(out, truth),
                     masked_psnr(out, truth, band) if band.any() else float("nan")))
-        for name, table in ((m.name, per_gain), (f"{m.name} declip", declipped)):
+        for name, table in ((m.name, per_gain), (f"{m.name} declip", declipped), (f"{m.name} imputed", imputed)):
             if table:
                 rows[name] = {g: dict(zip(("psnr_clipped", "psnr_unclipped", "highlight_bias", "halo_psnr"),
                                           (float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")

@@ -85,6 +85,7 @@ def write_denoised(result, out: str | Path, before: bool = False, report: bool =
                   "source": result.noise_source},
         "align": result.alignment, "bf16": result.bf16, "ensemble": result.ensemble, "tile": result.tile,
         "declipped": {"black": result.declipped[0], "white": result.declipped[1]},
+        "imputed_black": result.imputed_black,
         "raw_mode": result.raw_mode, "outputs": [str(p) for p in written], "seconds": result.seconds,
     }
     with atomic_output(main.with_suffix(".json")) as tmp:
