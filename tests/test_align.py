@@ -355,8 +355,7 @@ def _robust_peak_reference(burst, corrs):
     raised by SPREAD_PENALTY chance spreads for the number of blocks."""
     import torch.nn.functional as F
 
-    from burstkpn.align.shifts import (LOW_CUT_MARGIN, LOW_CUT_PEAKS, PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK,
-                                       SPREAD_PENALTY, max_filter)
+    from burstkpn.align.shifts import LOW_CUT_MARGIN, LOW_CUT_PEAKS, PEAK_FLOOR, PEAK_MARGIN, PEAKS, SCORE_BLOCK, SPREAD_PENALTY, max_filter
 
     b, n, h, w = corrs.shape[1:]
     tops, flats, sources = [], [], []
