@@ -23,6 +23,33 @@ def photo_dir(tmp_path_factory):
     return folder
 
 
+def portable_env() -> dict[str, str]:
+    """The environment of a child Python whose numpy and torch take their AVX2 code paths even on an AVX-512
+    machine. Their AVX-512 transcendental functions (exp, log, power, ...) round the last bit differently, so a
+    digest pinned on one machine class would fail on the other: numpy's AVX-512 dispatch targets that this CPU
+    has are switched off (``NPY_DISABLE_CPU_FEATURES``), torch's kernels pinned to AVX2."""
+    import os
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    wide = [t for t in __cpu_dispatch__ if __cpu_features__.get(t) and (t.startswith("AVX512") or t == "X86_V4")]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    if wide:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(wide)
+    return env
+
+
+def run_portably(code: str) -> str:
+    """Run ``code`` in a fresh interpreter with `portable_env`; its stdout, stripped (a failure raises)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], env=portable_env(), capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

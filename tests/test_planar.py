@@ -13,7 +13,7 @@ import torch
 from burstkpn import camera
 from burstkpn.align import estimate_global_shifts, warp_frames
 from burstkpn.config import from_dict
-from burstkpn.data import BurstDataset, ColourBurstDataset, TrainingDataConfig
+from burstkpn.data import ColourBurstDataset, TrainingDataConfig
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.raw import bayer_planes
 from burstkpn.losses import LossConfig, total_loss
@@ -128,6 +128,45 @@ def test_planar_from_gray_is_the_gray_model_on_equal_planes(shared):
                                    aligned_mean(planes, fresh.config), rtol=0, atol=1e-5)
 
 
+def test_planar_from_gray_keeps_the_agreement_blend_and_its_brightness_input():
+    """A gray model with the agreement blend and its brightness input (the shipped default's parts) grows into a
+    joint model that is the gray one on equal planes; each plane's blend sees its own plane's brightness."""
+    gray = perturbed_gray(ModelConfig(**ALL_PARTS, agreement_blend=True, brightness_input=True), scale=0.2)
+    with torch.no_grad():
+        gray.agree.mlp[-1].bias.fill_(1.5)  # a blend partly open (in (0, 1) here), moved by its features
+    joint = planar_from_gray(gray, 4).eval()
+    assert joint.config.brightness_input and joint.agree.brightness
+    burst = shifted_planes(1, seed=3)[:, 0]
+    with torch.no_grad():
+        want = predict(gray, burst, 0.02, 0.002)
+        got = predict_planar(joint, burst[:, None].expand(2, 4, 4, 16, 16), 0.02, 0.002)
+    assert float(want["agreement"].std()) > 1e-3  # the blend is live, so a wrong input to it would show
+    # (float32 sums over 4 planes' quarter weights; the blend's log features amplify them to a few 1e-4)
+    torch.testing.assert_close(got["output"], want["output"][:, None].expand_as(got["output"]), rtol=0, atol=5e-4)
+    # planes of different brightness get different blends from the same frames' agreement
+    planes = burst[:, None].expand(2, 4, 4, 16, 16) * torch.tensor([0.3, 1.0, 1.0, 0.5])[None, :, None, None, None]
+    with torch.no_grad():
+        agreement = predict_planar(joint, planes, 0.02, 0.002)["agreement"]
+    assert float((agreement[:, 0] - agreement[:, 1]).abs().max()) > 1e-4
+
+
+def test_predict_per_plane_runs_the_gray_model_on_each_plane_with_the_given_shifts():
+    """The per-plane path a colour run's teacher takes: plane p of the output is the gray model on plane p,
+    aligned with the shifts given (one set for every plane), not each plane's own estimate."""
+    from burstkpn.models.planar import predict_per_plane
+
+    gray = perturbed_gray(ModelConfig(**ALL_PARTS))
+    burst = shifted_planes(4, seed=7)
+    shifts = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-2.0, 0.0], [0.0, 2.0]]).expand(2, 4, 2)
+    with torch.no_grad():
+        out = predict_per_plane(gray, burst, 0.02, torch.tensor([0.002, 0.004]), shifts=shifts)
+        for p in range(4):
+            want = predict(gray, burst[:, p], 0.02, torch.tensor([0.002, 0.004]), shifts=shifts)["output"]
+            torch.testing.assert_close(out[:, p], want, rtol=0, atol=1e-6)
+        other = predict_per_plane(gray, burst, 0.02, 0.002, shifts=torch.zeros(2, 4, 2))
+    assert float((other - predict_per_plane(gray, burst, 0.02, 0.002, shifts=shifts)).abs().max()) > 1e-3
+
+
 def test_variable_frames_one_to_n_and_long_bursts():
     config = PlanarConfig(planes=4, **ALL_PARTS)
     model = build_planar(config).eval()
@@ -171,9 +210,19 @@ GRAY_STREAM = {
 
 @pytest.mark.parametrize("seed", list(GRAY_STREAM))
 def test_grayscale_stream_is_unchanged(photo_dir, seed):
+    """On AVX2 code paths (`conftest.run_portably`): numpy's AVX-512 exp/log/power round the last bit otherwise."""
+    import inspect
+
+    from conftest import run_portably
+
     extra, digest = GRAY_STREAM[seed]
-    dataset = BurstDataset(photo_dir, TrainingDataConfig(burst=BURST, **extra), seed=seed, progress=False)
-    assert _digest(dataset, [*range(6), 2**61 + 1]) == digest
+    code = (f"import hashlib\nfrom burstkpn.data import BurstDataset, TrainingDataConfig\nfrom burstkpn.synth import BurstConfig\n"
+            f"{inspect.getsource(_digest)}\n"
+            f"burst = BurstConfig(frames=4, size=32, downsample=2, small_shift=1, large_shift=4)\n"
+            f"dataset = BurstDataset({str(photo_dir)!r}, TrainingDataConfig(burst=burst, **{extra!r}), seed={seed}, progress=False)\n"
+            f"print(_digest(dataset, [*range(6), 2**61 + 1]))")
+    assert BURST == BurstConfig(frames=4, size=32, downsample=2, small_shift=1, large_shift=4)
+    assert run_portably(code) == digest
 
 
 MIX = {"static_fraction": 0.25, "integer_fraction": 0.15, "saturated_fraction": 0.15, "black_clip_fraction": 0.1,
@@ -306,6 +355,25 @@ def test_train_three_steps_from_gray_weights_and_resume(photo_dir, tmp_path):
     # a gray config still reads and writes as before, with the colour table at its default
     assert from_dict(TrainConfig, read_toml(tmp_path / "run" / "config.toml")).colour.planar
     assert not TrainConfig().colour.planar and "[colour]" in to_toml(TrainConfig())
+
+
+def test_a_gray_teacher_holds_every_plane_of_a_colour_run(photo_dir, tmp_path):
+    """``teacher`` on a colour run: the grayscale teacher runs per plane; its regret is logged and moves the
+    weights (a run without it ends elsewhere)."""
+    from burstkpn.train import train
+
+    gray = ModelConfig(**{**TINY, "prealign": "global"})
+    save_weights(build_model(gray), tmp_path / "teacher.safetensors")  # the aligned mean of each plane
+    save_weights(perturbed_gray(gray, scale=0.3), tmp_path / "start.safetensors")  # worse than it on most planes
+    runs = {}
+    for weight in (0.0, 10.0):
+        cfg = tiny_colour_config(steps=3, teacher=str(tmp_path / "teacher.safetensors"), loss={"regret_weight": weight})
+        runs[weight] = train(cfg, photo_dir, tmp_path / f"r{weight}", init=tmp_path / "start.safetensors",
+                             progress=False)["model"].state_dict()
+        rows = [json.loads(line) for line in (tmp_path / f"r{weight}" / "metrics.jsonl").read_text().splitlines()]
+        assert all(np.isfinite(row["regret_db"]) and 0 <= row["worse_than_teacher"] <= 1 for row in rows if "loss" in row)
+        assert any(row.get("regret_db", 0) > 0 for row in rows)
+    assert any(not torch.equal(runs[0.0][k], runs[10.0][k]) for k in runs[0.0])
 
 
 def test_planar_weights_grow_an_agreement_blend_fitted_alone(photo_dir, tmp_path):

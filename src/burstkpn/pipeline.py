@@ -124,13 +124,8 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
     work, pattern, black = planes, None, None
     if declip:
         work, black = impute_input(planes, level, note)
-    if joint is not None and loaded.kind == "raw" and loaded.raw_reference.pattern != "RGGB":
-        from burstkpn.io.raw import mosaic_from_planes
-        from burstkpn.models.planar import bayer_to_planes
-
-        pattern = loaded.raw_reference.pattern  # a joint model takes RGGB planes: other layouts flipped to RGGB
-        mosaics = loaded.frames if black is None else mosaic_from_planes(work.transpose(1, 0, 2, 3))
-        work = np.ascontiguousarray(bayer_to_planes(mosaics, pattern).transpose(1, 0, 2, 3))
+    if joint is not None:
+        work, pattern = rggb_planes(loaded, work)
     denoised = denoise_planes(net, work, level, side, align=align, amp=bf16, progress=progress, ensemble=ensemble,
                               greens=None if joint is not None else green_planes(loaded, raw_mode))
     points = (None, None)
@@ -148,6 +143,19 @@ def denoise_burst(burst, noise=None, *, model=None, align: bool = True, referenc
                     gamma_16bit=gamma_16bit, ensemble=ensemble, bf16=bool(bf16), declipped=points, imputed_black=black,
                     planes=planes,
                     notes=notes)
+
+
+def rggb_planes(loaded: Burst, planes: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """What a joint model takes from ``planes`` (C, n, H, W) of ``loaded``: a raw burst's CFA planes flipped to RGGB
+    when its layout is another (`models.planar.bayer_to_planes`), with that layout (None: nothing flipped)."""
+    if loaded.kind != "raw" or loaded.raw_reference.pattern == "RGGB":
+        return planes, None
+    from burstkpn.io.raw import mosaic_from_planes
+    from burstkpn.models.planar import bayer_to_planes
+
+    pattern = loaded.raw_reference.pattern
+    mosaics = mosaic_from_planes(np.ascontiguousarray(planes.transpose(1, 0, 2, 3)))
+    return np.ascontiguousarray(bayer_to_planes(mosaics, pattern).transpose(1, 0, 2, 3)), pattern
 
 
 def impute_input(planes: np.ndarray, level: NoiseLevel,

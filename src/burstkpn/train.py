@@ -114,7 +114,8 @@ class TrainConfig:
     fixed_bursts: int = 0  # >0: cycle over this many bursts instead of fresh ones (overfitting checks, tests)
     # frozen weights (a path or a shipped name) that ``loss.regret_weight`` holds the run to, burst by burst
     # (`losses.teacher_regret`); run through `predict` like the model, in float32 and without gradients, every step
-    # once set (also at weight 0: the logged regret_db / worse_than_teacher come from it)
+    # once set; a grayscale teacher of a colour run runs per plane (`models.planar.predict_per_plane`, aligned with
+    # the run's own green-plane shifts) and holds each plane of each burst (also at weight 0: the logged regret_db / worse_than_teacher come from it)
     teacher: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -132,8 +133,6 @@ class TrainConfig:
             raise BurstKPNError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.loss.regret_weight > 0 and not self.teacher:
             raise BurstKPNError("loss.regret_weight > 0 needs a teacher (teacher = weights path or shipped name)")
-        if self.teacher and self.colour.planar:
-            raise BurstKPNError("a teacher is only supported for grayscale runs")
         if self.data.burst.frames != self.model.frames:
             raise BurstKPNError(
                 f"data.burst.frames ({self.data.burst.frames}) must equal model.frames ({self.model.frames})"
@@ -429,6 +428,16 @@ def init_planar(model, cfg: TrainConfig, init, main: bool):
     return planar.train(), cfg
 
 
+def fold_planes(output: torch.Tensor, held: torch.Tensor, clean: torch.Tensor, white_level: torch.Tensor):
+    """(B, [C,] H, W) outputs of the run and its teacher, the clean targets and (B,) white levels -> the same with
+    planes folded into the batch, so that `losses.teacher_regret` holds every plane of every burst on its own."""
+    if output.ndim == 3:
+        return output, held, clean, white_level
+    b, c, h, w = output.shape
+    return (output.reshape(b * c, h, w), held.reshape(b * c, h, w), clean.reshape(b * c, h, w),
+            white_level.reshape(b).repeat_interleave(c))
+
+
 def load_teacher(name: str, device: torch.device):
     """The frozen teacher of ``TrainConfig.teacher``: weights path or shipped name -> eval model, no gradients."""
     teacher = resolve_model(name)[0].to(device)
@@ -566,7 +575,7 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             if cfg.colour.planar:
-                from burstkpn.models.planar import planar_loss, predict_planar
+                from burstkpn.models.planar import planar_loss, predict_per_plane, predict_planar
 
                 result = predict_planar(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp,
                                         valid=batch["valid"])
@@ -574,14 +583,18 @@ def train(cfg: TrainConfig, images, run_dir: str | Path, resume: bool = False, i
             else:
                 result = predict(model, batch["burst"], batch["sigma_read"], batch["sigma_shot"], amp=amp, valid=batch["valid"])
                 loss, parts = total_loss(result, batch["clean"], batch["white_level"], step, cfg.loss)
-                if teacher is not None:
-                    with torch.no_grad():
-                        held = predict(teacher, batch["burst"], batch["sigma_read"], batch["sigma_shot"], valid=batch["valid"])
-                    regret, per_burst = teacher_regret(result["output"], held["output"], batch["clean"],
-                                                       batch["white_level"], cfg.loss)
-                    loss = loss + cfg.loss.regret_weight * regret
-                    parts["regret_db"] = float(per_burst.mean()) * 10 / math.log(10)
-                    parts["worse_than_teacher"] = float((per_burst > 0).float().mean())
+            if teacher is not None:
+                with torch.no_grad():
+                    if cfg.colour.planar:  # the per-plane path, aligned once from the green planes as `denoise` does
+                        held = predict_per_plane(teacher, batch["burst"], batch["sigma_read"], batch["sigma_shot"],
+                                                 valid=batch["valid"], shifts=result.get("shifts"))
+                    else:
+                        held = predict(teacher, batch["burst"], batch["sigma_read"], batch["sigma_shot"], valid=batch["valid"])["output"]
+                regret, per_burst = teacher_regret(*fold_planes(result["output"], held, batch["clean"], batch["white_level"]),
+                                                   cfg.loss)
+                loss = loss + cfg.loss.regret_weight * regret
+                parts["regret_db"] = float(per_burst.mean()) * 10 / math.log(10)
+                parts["worse_than_teacher"] = float((per_burst > 0).float().mean())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

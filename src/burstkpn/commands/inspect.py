@@ -118,7 +118,7 @@ def load_testset_burst(args, config) -> dict:
 def load_real(args) -> tuple[dict, object, Path]:
     """A real burst as `burstkpn denoise` prepares it (`pipeline.prepare`): the plane inspected, its noise, the model."""
     from burstkpn.commands.denoise import parse_noise
-    from burstkpn.pipeline import prepare
+    from burstkpn.pipeline import impute_input, prepare, rggb_planes
 
     align = True if args.align is None else args.align
     # the 2x2 Bayer mean is the "half" raw mode; one CFA plane is one of the "full" mode's four (its own noise level)
@@ -131,14 +131,15 @@ def load_real(args) -> tuple[dict, object, Path]:
     print(f"inspecting the {description}")
     index = 0 if index is None else index
     joint = getattr(model.config, "planes", None) is not None
+    planes, _ = impute_input(planes, noise, print)  # values cut at the black point filled in, as denoise does
     # a joint model sees every plane (one alignment for all, as denoise does) and is inspected on one; it takes
     # RGGB planes, so another CFA layout is flipped to RGGB (as denoise does) and the result flipped back
     frames, flips, model_index = (planes if joint else planes[index]), (), index
     if joint and burst.kind == "raw" and burst.raw_reference.pattern != "RGGB":
-        from burstkpn.models.planar import PATTERN_FLIPS, bayer_to_planes
+        from burstkpn.models.planar import PATTERN_FLIPS
 
         flips = PATTERN_FLIPS[burst.raw_reference.pattern]
-        frames = np.ascontiguousarray(bayer_to_planes(burst.frames, burst.raw_reference.pattern).transpose(1, 0, 2, 3))
+        frames = rggb_planes(burst, planes)[0]
         row, col = divmod(index, 2)  # the plane's place in the 2x2 block, after the flips
         model_index = 2 * (1 - row if -2 in flips else row) + (1 - col if -1 in flips else col)
     data = {"frames": tile_align(frames) if align else frames, "noise": noise, "clean": None, "white": 1.0,

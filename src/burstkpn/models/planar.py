@@ -43,6 +43,7 @@ from burstkpn.models.kpn import (
     hold_saturation,
     merge_frames,
     mismatch_maps,
+    predict,
     unwrap,
 )
 from burstkpn.models.unet import UNet, pad_to_multiple
@@ -58,7 +59,8 @@ class PlanarConfig(ModelConfig):
     ``shared_kernels`` (one kernel set and one blend for all planes, the alternative to measure), and
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
     ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
-    (`guide_mismatch`). Not supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``, ``brightness_input``."""
+    (`guide_mismatch`). ``brightness_input``: each plane's agreement blend sees its own plane's brightness. Not
+    supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -70,8 +72,8 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales or self.resampling_input or self.brightness_input:
-            raise BurstKPNError("coarse_scales, resampling_input and brightness_input are not available on a planar model")
+        if self.coarse_scales or self.resampling_input:
+            raise BurstKPNError("coarse_scales and resampling_input are not available on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
@@ -131,7 +133,8 @@ class PlanarKPN(nn.Module):
                 taps[:, k // 2, k // 2] = 1.0 / n
                 head.bias.copy_(group.repeat(config.kernel_groups))
         self.gate = RobustGate() if config.robust_gate else None
-        self.agree = AgreementBlend() if config.agreement_blend else None  # per plane, from its own evidence
+        # per plane, from its own evidence (and its own brightness with brightness_input)
+        self.agree = AgreementBlend(brightness=config.brightness_input) if config.agreement_blend else None
 
     def check_input(self, burst: torch.Tensor, noise_map: torch.Tensor) -> None:
         c, n = self.config.planes, self.config.frames
@@ -334,6 +337,23 @@ def predict_planar(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot
     return {**result, "burst": burst, "valid": valid, "frames": frames, **result_shifts}
 
 
+def predict_per_plane(gray: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, valid: torch.Tensor | None = None,
+                      shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """The per-plane path on a batch: a grayscale model (`models.kpn.predict`) on each plane, planes folded into the
+    batch. burst (B, C, n, H, W); sigma_read, sigma_shot floats or (B,); valid (B, n) or None; ``shifts`` (B, n, 2):
+    one pre-alignment for every plane (e.g. a joint model's, from the green planes, as `denoise` guides the
+    per-plane path), None: each plane aligns itself -> output (B, C, H, W)."""
+    b, c, n, h, w = burst.shape
+
+    def per_plane(value) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float32, device=burst.device).reshape(-1).expand(b).repeat_interleave(c)
+
+    out = predict(gray, burst.reshape(b * c, n, h, w), per_plane(sigma_read), per_plane(sigma_shot),
+                  valid=None if valid is None else valid.repeat_interleave(c, dim=0),
+                  shifts=None if shifts is None else shifts.repeat_interleave(c, dim=0))["output"]
+    return out.reshape(b, c, h, w)
+
+
 # --- Bayer layouts ------------------------------------------------------------------------------------
 
 
@@ -482,6 +502,6 @@ def validate_planar(model: nn.Module, batches: list[dict], amp: bool) -> float:
 
 __all__ = [
     "GREEN_PLANES", "LOSS_SPACES", "PlanarConfig", "PlanarKPN", "bayer_to_planes", "build_planar", "merge_planes",
-    "planar_from_gray", "planar_loss", "plane_border", "plane_rgb", "planes_psnr", "planes_to_bayer",
+    "planar_from_gray", "planar_loss", "predict_per_plane", "plane_border", "plane_rgb", "planes_psnr", "planes_to_bayer",
     "predict_planar", "process_planes", "validate_planar",
 ]
