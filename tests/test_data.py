@@ -72,6 +72,37 @@ def test_dataset_with_no_usable_image_is_an_error(tmp_path):
         BurstDataset(tmp_path, SMALL, progress=False)
 
 
+@pytest.mark.parametrize("colour", [None, "bayer"])
+def test_impute_black_gives_the_model_filled_in_frames_and_the_scene_as_target(photo_dir, colour):
+    """``impute_black``: a black-clipped burst reaches the model as `denoise` hands it over, its cut values filled
+    in (`noise.impute_black` at the burst's own noise level), and its target is the scene, not the clipped mean;
+    the rest of the stream is unchanged."""
+    from burstkpn.data import ColourBurstDataset
+    from burstkpn.noise import NoiseLevel, NoiseRange, impute_black
+
+    noise = NoiseRange((-1.6, -1.5), (-2.0, -1.9))
+    common = dict(burst=BurstConfig(size=32), noise=noise, white_level=(0.1, 0.2), black_clip_fraction=1.0,
+                  clipped_target="clipped-mean")
+
+    def item(**extra):
+        cfg = TrainingDataConfig(**{**common, **extra})
+        data = BurstDataset(photo_dir, cfg, seed=3, progress=False) if colour is None else \
+            ColourBurstDataset(photo_dir, cfg, seed=3, colour=colour, progress=False)
+        return data[7]
+
+    cut, filled, scene = item(), item(impute_black=True), item(clipped_target="scene")
+    level = NoiseLevel(float(cut["sigma_read"]), float(cut["sigma_shot"]))
+    assert float((cut["burst"] == 0).float().mean()) > 0.05  # the burst was cut at 0
+    np.testing.assert_allclose(filled["burst"].numpy(), impute_black(cut["burst"].numpy(), level), atol=1e-7)
+    assert float(filled["burst"].min()) < 0 and not torch.equal(filled["burst"], cut["burst"])
+    assert torch.equal(filled["clean"], scene["clean"]) and not torch.equal(filled["clean"], cut["clean"])
+    plain = TrainingDataConfig(burst=BurstConfig(size=32))  # nothing cut: the flag changes nothing
+    for k in (0, 5):
+        a = BurstDataset(photo_dir, plain, seed=3, progress=False)[k]
+        b = BurstDataset(photo_dir, TrainingDataConfig(burst=BurstConfig(size=32), impute_black=True), seed=3, progress=False)[k]
+        assert all(torch.equal(a[key], b[key]) for key in a)
+
+
 @pytest.mark.parametrize("clip", ["black", "white"])
 def test_clipped_mean_target_is_the_scene_plus_the_clips_bias(photo_dir, clip):
     """``clipped_target="clipped-mean"``: a clipped burst's target is what the clipping sensor records on average

@@ -116,6 +116,9 @@ class TrainingDataConfig:
     # clip's bias itself; "clipped-mean" (what the clipping sensor records on average) teaches it to merge,
     # and `denoise` declips the merge (`noise.declip`) as it does any merge of clipped frames
     clipped_target: str = "scene"
+    # black-clipped bursts as `denoise` hands them to a model: their cut values filled in first (`noise.impute_black`
+    # at the burst's noise level, `pipeline.impute_input`), the scene their target at black (white: clipped_target)
+    impute_black: bool = False
     # a share of well-exposed, low-noise bursts (base ISO and around it, the question the log-uniform noise
     # range asks a few percent of the time): noise drawn from low_noise, white level from low_noise_white_level
     low_noise_fraction: float = 0.0
@@ -186,6 +189,7 @@ class BurstDataset(Dataset):
             valid[1 + rng.permutation(cfg.burst.frames - 1)[: cfg.burst.frames - n]] = 0
         black = cfg.black_clip_fraction > 0 and rng.random() < cfg.black_clip_fraction
         noisy = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
+        noisy, black = fill_black(noisy, level, black, cfg)
         clean = clip_target(clean_frames[0], level, saturated, black, cfg.clipped_target)
         return {
             "burst": torch.from_numpy(noisy),
@@ -210,6 +214,18 @@ def clip_target(clean: np.ndarray, level, saturated: bool, black: bool, target: 
 
         return clipped_mean(clean, level, 0.0 if black else None, 1.0 if saturated else None).astype(np.float32)
     return np.clip(clean, 0.0, 1.0) if saturated else clean
+
+
+def fill_black(noisy: np.ndarray, level, black: bool, cfg: TrainingDataConfig) -> tuple[np.ndarray, bool]:
+    """A burst's frames (..., H, W) and whether they were cut at 0 -> (the frames a model is given, whether they
+    still hold cut values): with ``cfg.impute_black`` the cut values filled in (`noise.impute_black`), as `denoise`
+    does before its model, so the target is the scene there."""
+    if not (black and cfg.impute_black):
+        return noisy, black
+    from burstkpn.noise import impute_black
+    from burstkpn.noise_estimation import CLIP_TOLERANCE
+
+    return impute_black(noisy, level, 0.0, CLIP_TOLERANCE), False
 
 
 def draw_burst_kind(cfg: TrainingDataConfig, rng: np.random.Generator):
@@ -355,6 +371,7 @@ class ColourBurstDataset(Dataset):
             clean_frames = np.ascontiguousarray(frames.transpose(3, 0, 1, 2))  # (3, N, S, S)
             burst = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
             clean, shifts = clean_frames[:, 0], scene.shifts
+        burst, black = fill_black(burst, level, black, cfg)  # per plane (Bayer planes, not the mosaic)
         clean = clip_target(clean, level, saturated, black, cfg.clipped_target)
         white = scene.white_level
         return {
