@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--notes", type=Path)
     p.add_argument("--out", type=Path, default=PRETRAINED)
     p.add_argument("--base", help="a shipped model the run grew from with it frozen (trainable): ship the grown part alone")
+    p.add_argument("--half", action="store_true", help="float16 tensors: half the size (evaluate the shipped file itself)")
     args = p.parse_args()
 
     weights = args.run / "model.safetensors"
@@ -52,7 +53,7 @@ def main() -> None:
         hardware=args.hardware, commands=args.command, evaluation=args.evaluation.read_text().strip(),
         notes=args.notes.read_text().strip() if args.notes else "",
     )
-    for path in ship(weights, card, args.out, base=args.base):
+    for path in ship(weights, card, args.out, base=args.base, half=args.half):
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

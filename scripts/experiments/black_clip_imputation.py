@@ -6,7 +6,7 @@ The black-clipped set of `scripts/clipped_table.py --clip black` (whole-pixel sh
 0.05-0.3, gains 1 / 2 / 4, 64², one scene per photo). Per method, PSNR on the truth's unclipped pixels (display
 space, range 1) of: the merge as it is; the merge through `noise.declip`; the method run on frames whose values at 0
 were replaced by their expectation given that they were cut (E[v | v <= 0] for v ~ N(y, var(y)), y from the frame's
-5x5 mean declipped: the frames then hold no clipped values, as in training); and that output declipped as well.
+5x5 mean declipped, `noise.impute_black`, what `denoise` now does before its model); and that output declipped as well.
 """
 
 from __future__ import annotations
@@ -17,24 +17,6 @@ import warnings
 import numpy as np
 
 
-def impute_black(frames: np.ndarray, level, window: int = 5) -> np.ndarray:
-    """(N, H, W) frames cut at 0 -> the same with every value at 0 replaced by E[v | v <= 0] at the scene value
-    that frame's declipped ``window`` x ``window`` mean gives (float32)."""
-    from scipy import ndimage
-    from scipy.special import log_ndtr
-
-    from burstkpn.noise import declip, noise_variance
-
-    out = frames.astype(np.float64).copy()
-    for i, frame in enumerate(frames):
-        scene = declip(ndimage.uniform_filter(frame.astype(np.float64), window), level, 0.0, None).astype(np.float64)
-        std = np.sqrt(noise_variance(scene, level.sigma_read, level.sigma_shot))
-        a = -scene / std
-        mills = np.exp(-0.5 * a * a - log_ndtr(a)) / np.sqrt(2 * np.pi)  # phi(a) / Phi(a)
-        out[i] = np.where(frame <= 1e-7, scene - std * mills, frame)
-    return out.astype(np.float32)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", nargs="+", required=True)
@@ -43,7 +25,7 @@ def main() -> None:
     args = p.parse_args()
     from burstkpn.evaluate import resolve_methods
     from burstkpn.metrics import BORDER, masked_psnr, saturated_mask
-    from burstkpn.noise import NoiseLevel, declip
+    from burstkpn.noise import NoiseLevel, declip, impute_black
     from burstkpn.testset import build_testset
     from burstkpn.weights import shipped_weights
 

@@ -66,9 +66,13 @@ def training_seconds(metrics_path: str | Path, batch_size: int) -> float:
     return total
 
 
-def ship(weights: str | Path, card: WeightCard, out_dir: str | Path, base: str | None = None) -> tuple[Path, Path]:
+def ship(weights: str | Path, card: WeightCard, out_dir: str | Path, base: str | None = None,
+         half: bool = False) -> tuple[Path, Path]:
     """Write ``out_dir/NAME.safetensors`` (weights + card in metadata) and ``out_dir/NAME.md``. ``base``: the name of a
-    model in ``out_dir`` the weights grew from with it frozen: only the grown part is written (`save_weights`)."""
+    model in ``out_dir`` the weights grew from with it frozen: only the grown part is written (`save_weights`).
+    ``half``: float16 tensors (half the size; `load_model` casts them back to float32)."""
+    import torch
+
     from burstkpn.weights import load_model, save_weights
 
     model = load_model(weights)
@@ -77,7 +81,8 @@ def ship(weights: str | Path, card: WeightCard, out_dir: str | Path, base: str |
     out_dir = Path(out_dir)
     target, text = out_dir / f"{card.name}.safetensors", out_dir / f"{card.name}.md"
     save_weights(model, target, info={"name": card.name, "card": asdict(card)},
-                 base=None if base is None else out_dir / f"{base}.safetensors")
+                 base=None if base is None else out_dir / f"{base}.safetensors",
+                 dtype=torch.float16 if half else torch.float32)
     with atomic_output(text) as tmp:
         tmp.write_text(card.markdown())
     return target, text
