@@ -179,29 +179,39 @@ IMPUTE_WINDOW = 5  # px: the local mean that estimates the scene under a cut val
 
 
 def impute_black(frames: np.ndarray, level: NoiseLevel, black: float = 0.0, tol: float = 1e-4,
-                 window: int = IMPUTE_WINDOW) -> np.ndarray:
+                 window: int = IMPUTE_WINDOW, inplace: bool = False) -> np.ndarray:
     """frames (..., H, W) cut at the black point ``black`` -> the same (float32) with every value within ``tol``
     of it replaced by what the cut took away on average: E[v | v <= black] for v ~ N(scene, σ(scene)²), the
     scene value estimated by `declip` from that frame's ``window`` x ``window`` mean around the pixel.
+    ``inplace``: write into ``frames`` (float32) instead of a copy, one frame at a time (a 12-MP raw burst's
+    planes take 0.4 GB; the work space is then one frame's).
 
     Black-subtracted raw keeps only the non-negative half of the noise in the shadows; a network (or a merge)
     fed those values reads the shadows too bright and their noise too low. Filling the cut values with their
     conditional mean gives it frames whose local means are unbiased again, and keeps every uncut value as it
     was. Measured against declipping the network's output instead (docs/experiments/black-clip-imputation.md):
     better for the networks at gains 1-2, level at 4; worse for bm3d-merged, which `denoise` does not run."""
+    v = np.asarray(frames)
+    if inplace and v.dtype != np.float32:
+        raise BurstKPNError(f"impute_black inplace needs float32 frames, got {v.dtype}")
+    out = v if inplace else v.astype(np.float32, copy=True)
+    flat = out.reshape(-1, *out.shape[-2:])  # a view: frame by frame
+    for frame in flat:
+        _impute_frame(frame, level, black, tol, window)
+    return out
+
+
+def _impute_frame(frame: np.ndarray, level: NoiseLevel, black: float, tol: float, window: int) -> None:
+    """`impute_black` on one (H, W) float32 frame, in place."""
     from scipy import ndimage
     from scipy.special import log_ndtr
 
-    v = np.asarray(frames)
-    out = v.astype(np.float32, copy=True)
-    cut = np.abs(v - black) <= tol  # values below it were not cut (e.g. frames that hold negative values)
+    cut = np.abs(frame - black) <= tol  # values below it were not cut (e.g. frames that hold negative values)
     if not cut.any():
-        return out
-    size = (1,) * (v.ndim - 2) + (window, window)
-    local = ndimage.uniform_filter(v.astype(np.float32), size=size, mode="reflect")[cut]
+        return
+    local = ndimage.uniform_filter(frame, size=window, mode="reflect")[cut]
     scene = np.maximum(declip(local, level, black, None).astype(np.float64), black)
     std = np.maximum(np.sqrt(noise_variance(scene, level.sigma_read, level.sigma_shot)), 1e-12)
     a = (black - scene) / std
     mills = np.exp(-0.5 * a * a - log_ndtr(a)) / _SQRT_2PI  # φ(a) / Φ(a): the truncated normal's mean shift
-    out[cut] = (scene - std * mills).astype(np.float32)
-    return out
+    frame[cut] = (scene - std * mills).astype(np.float32)
