@@ -141,6 +141,12 @@ def test_impute_black_restores_the_mean_and_noise_the_cut_took_away(scene, rng):
     assert (filled[cut == 0] < 0).all()  # what was cut lay below the black point
     # told the wrong noise level, the fill misses: the level is what sizes it
     assert abs(float(impute_black(cut, NoiseLevel(0.04, 0.02)).mean()) - scene) > 0.002
+    # a strided view (e.g. Bayer planes taken from a mosaic) is filled like the same values in C order
+    planes = cut.reshape(2, 4, 64, 64).transpose(1, 0, 2, 3)  # (4, 2, H, W) whose leading axes do not merge
+    np.testing.assert_array_equal(impute_black(planes, level), filled.reshape(2, 4, 64, 64).transpose(1, 0, 2, 3))
+    inplace = cut.copy()
+    assert impute_black(inplace, level, inplace=True) is inplace
+    np.testing.assert_array_equal(inplace, filled)
     off_point = np.abs(noisy) > 1e-4  # values below the black point were not cut: never touched
     np.testing.assert_array_equal(impute_black(noisy, level)[off_point], noisy[off_point])
 

@@ -192,10 +192,10 @@ def impute_black(frames: np.ndarray, level: NoiseLevel, black: float = 0.0, tol:
     was. Measured against declipping the network's output instead (docs/experiments/black-clip-imputation.md):
     better for the networks at gains 1-2, level at 4; worse for bm3d-merged, which `denoise` does not run."""
     v = np.asarray(frames)
-    if inplace and v.dtype != np.float32:
-        raise BurstKPNError(f"impute_black inplace needs float32 frames, got {v.dtype}")
-    out = v if inplace else v.astype(np.float32, copy=True)
-    flat = out.reshape(-1, *out.shape[-2:])  # a view: frame by frame
+    if inplace and (v.dtype != np.float32 or not v.flags.c_contiguous):
+        raise BurstKPNError(f"impute_black inplace needs C-contiguous float32 frames, got {v.dtype}")
+    out = v if inplace else np.array(v, dtype=np.float32, order="C")  # C order: the reshape below is a view
+    flat = out.reshape(-1, *out.shape[-2:])  # frame by frame, written through
     for frame in flat:
         _impute_frame(frame, level, black, tol, window)
     return out

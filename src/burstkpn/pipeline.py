@@ -171,7 +171,8 @@ def impute_input(planes: np.ndarray, level: NoiseLevel, note: Callable[[str], No
     if low is None:
         return planes, None
     note(f"imputed: values cut at the black point {low:g} filled in with their conditional mean (noise.impute_black)")
-    return impute_black(planes, level, low, CLIP_TOLERANCE, inplace=inplace and planes.dtype == np.float32), low
+    inplace = inplace and planes.dtype == np.float32 and planes.flags.c_contiguous
+    return impute_black(planes, level, low, CLIP_TOLERANCE, inplace=inplace), low
 
 
 def declip_output(denoised: np.ndarray, planes: np.ndarray, level: NoiseLevel,
