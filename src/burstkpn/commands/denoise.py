@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", action="store_true",
                    help="average the model over the 8 flips/rotations of the burst (8x the time; the gain is in docs/results.md)")
     p.add_argument("--declip", action=argparse.BooleanOptionalAction, default=True,
-                   help="where the frames clip: fill in the values cut at black before the network, take the bias out of the output next to white (default: on)")
+                   help="where the frames clip: fill in values cut at black before the network, declip the output next to white (default: on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
