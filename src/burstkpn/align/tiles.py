@@ -314,7 +314,7 @@ def aligned_stack(burst: np.ndarray, params: TileAlignParams = DEFAULT, snap_mar
     return (out if stack.ndim == 4 else out[0]).numpy()
 
 
-TILE_SNAP_MARGIN = 0.05  # see `tile_align`; chosen on train-built bursts (scripts/tune_tile_snap.py, docs)
+TILE_SNAP_MARGIN = 0.1  # see `tile_align`; chosen on train-built bursts (scripts/experiments/tune_tile_snap.py, docs/denoising.md)
 
 
 def tile_align(frames: np.ndarray, snap_margin: float | None = TILE_SNAP_MARGIN) -> np.ndarray:
