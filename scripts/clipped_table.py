@@ -15,7 +15,6 @@ import time
 
 from burstkpn.evaluate import resolve_methods
 from burstkpn.sweep import clipped_markdown, run_clipped
-from burstkpn.weights import shipped_weights
 
 
 def main() -> int:
@@ -33,8 +32,7 @@ def main() -> int:
                    help="also each method on the bursts with their cut black values filled in first (rows NAME imputed: what denoise does)")
     p.add_argument("--out")
     args = p.parse_args()
-    shipped = {w.stem: w for w in shipped_weights()}
-    methods = resolve_methods(args.methods, [str(shipped.get(m, m)) for m in args.model])
+    methods = resolve_methods(args.methods, args.model)  # files or shipped names
     text = args.white_level or ("1.5,4" if args.clip == "white" else "0.05,0.3")
     white = tuple(float(v) for v in text.split(","))
     result = run_clipped(args.images, methods, args.gains, args.clip, white, args.size, args.per_image,

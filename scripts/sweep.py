@@ -15,7 +15,6 @@ import time
 from burstkpn.errors import BurstKPNError
 from burstkpn.evaluate import resolve_methods
 from burstkpn.sweep import DEFAULT_GAINS, DEFAULT_MOTIONS, DEFAULT_SCALES, grid, markdown, run_sweep
-from burstkpn.weights import shipped_weights
 
 
 def main() -> int:
@@ -34,8 +33,6 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write the table (with its command and run time) to this Markdown file")
     args = p.parse_args()
-    shipped = {w.stem: w for w in shipped_weights()}
-    models = [str(shipped.get(m, m)) for m in args.model]
     try:
         exposures = [tuple(float(v) for v in r.split(",")) for r in args.white_level]
         if any(len(r) != 2 for r in exposures):
@@ -44,7 +41,7 @@ def main() -> int:
         p.error(f"--white-level takes LOW,HIGH pairs, got {' '.join(args.white_level)}")
     names = {n.strip() for n in args.methods.split(",")}
     limits = [item for item in args.max_bursts if item.rpartition("=")[0] in names]  # only for methods that run
-    methods = resolve_methods(args.methods, models, limits)
+    methods = resolve_methods(args.methods, args.model, limits)  # files or shipped names
     try:
         cells = grid(args.motions, args.scales, args.gains, exposures=exposures)
     except BurstKPNError as e:

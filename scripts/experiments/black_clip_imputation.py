@@ -27,11 +27,9 @@ def main() -> None:
     from burstkpn.metrics import BORDER, masked_psnr, saturated_mask
     from burstkpn.noise import NoiseLevel, declip, impute_black
     from burstkpn.testset import build_testset
-    from burstkpn.weights import shipped_weights
 
     warnings.simplefilter("ignore")
-    shipped = {w.stem: w for w in shipped_weights()}
-    methods = resolve_methods(args.methods, [str(shipped.get(m, m)) for m in args.model])
+    methods = resolve_methods(args.methods, args.model)  # files or shipped names
     common = dict(gains=["1", "2", "4"], size=64, per_image=1, seed=0, motion="integer", progress=False, downsample=2,
                   white_level=(0.05, 0.3))
     clipped = build_testset(args.images, clip_black=True, **common)

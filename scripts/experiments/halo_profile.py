@@ -29,11 +29,9 @@ def main() -> None:
     from burstkpn.noise import NoiseLevel
     from burstkpn.pipeline import declip_output
     from burstkpn.testset import build_testset
-    from burstkpn.weights import shipped_weights
 
     warnings.simplefilter("ignore")
-    shipped = {w.stem: w for w in shipped_weights()}
-    methods = resolve_methods(args.methods, [str(shipped.get(m, m)) for m in args.model])
+    methods = resolve_methods(args.methods, args.model)  # files or shipped names
     bursts = build_testset(args.images, gains=["1", "2", "4"], size=64, per_image=1, seed=0, motion="integer",
                            progress=False, downsample=2, white_level=(1.5, 4.0), clip_white=True)
     print("| method | gain | 1-2 px: bias / RMSE | 3-4 px: bias / RMSE |")

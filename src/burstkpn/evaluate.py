@@ -70,12 +70,12 @@ class Evaluation:
 
 
 def model_method(path: str | Path) -> Method:
-    """A weights file from ``burstkpn train`` as a method, named from its card: the ``name`` in the
-    file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
+    """A weights file from ``burstkpn train`` (or a shipped model's name) as a method, named from its card: the
+    ``name`` in the file's info if any, else the model kind (``kpn``, ``kpn-blind``, ``dpn``)."""
     from burstkpn.models.kpn import denoise_array
-    from burstkpn.weights import load_model, model_name
+    from burstkpn.weights import model_name, resolve_model
 
-    model = load_model(path)
+    model = resolve_model(str(path))[0]
     planes = getattr(model.config, "planes", None)
     if planes is not None:  # a joint colour/raw model (`models.planar`) cannot denoise a grayscale burst
         raise BurstKPNError(f"{Path(path).name}: a joint {planes}-plane model; evaluate it on a colour test set "
