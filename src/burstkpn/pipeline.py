@@ -37,9 +37,9 @@ class Denoised:
     and where it came from; alignment: the pre-alignment ("hdrplus-tiles" or "none"); tile: tile side
     in pixels; burst: the loaded input (frames, kind, paths, raw metadata) for writing outputs;
     planes: the grayscale bursts the model was given, (C, n, H, W) (values cut at black filled in; for reports and
-    inspection); declipped: the
-    (black, white) clip points `noise.declip` corrected the output at; imputed_black: the black point whose cut
-    values were filled in before the network (`noise.impute_black`); None: that side not clipped or declip off.
+    inspection); declipped: the (black, white) clip points `noise.declip` corrected the output at; imputed_black:
+    the black point whose cut values were filled in before the network (`noise.impute_black`); None: that side
+    not clipped or declip off.
     """
 
     image: np.ndarray
