@@ -21,6 +21,8 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({}, {"agreement_blend": True}), ({}, {"agreement_blend": True, "variable_frames": True}),
                                          ({"agreement_blend": True, "prealign": "global"}, {"resampling_input": True}),
                                          ({"agreement_blend": True}, {"brightness_input": True}),
+                                         ({"agreement_blend": True, "brightness_input": True}, {"smoothed_mean": (0.6, 1.2)}),
+                                         ({"agreement_blend": True}, {"noise_gain": True}), ({}, {"noise_gain": True}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -217,6 +219,89 @@ def test_brightness_input_is_the_log_local_mean_of_the_frames_mean():
         ModelConfig(**TINY, brightness_input=True)
 
 
+def test_gaussian_blur_matches_a_naive_loop():
+    """`gaussian_blur`: each output pixel is the sum over a (2r+1)^2 window of the replicate-padded input times the
+    normalised 2-D Gaussian weights, r = ceil(3·std)."""
+    from burstkpn.models.kpn import gaussian_blur
+
+    x = torch.rand(1, 2, 9, 11, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for std in (0.6, 1.2):
+        r = int(np.ceil(3 * std))
+        t = np.arange(-r, r + 1)
+        g = np.exp(-0.5 * (t[:, None] ** 2 + t[None, :] ** 2) / std**2)
+        g /= g.sum()
+        padded = np.pad(x.numpy(), ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
+        naive = np.zeros_like(x.numpy())
+        for i in range(9):
+            for j in range(11):
+                naive[..., i, j] = (padded[..., i : i + 2 * r + 1, j : j + 2 * r + 1] * g).sum(axis=(-2, -1))
+        np.testing.assert_allclose(gaussian_blur(x, std).numpy(), naive, rtol=0, atol=1e-12)
+
+
+def test_smoothed_mean_blends_toward_the_mean_smoothed_as_far_as_its_outputs_say():
+    """`ModelConfig.smoothed_mean`: with the blend open (b = 1) the output is the target, nested from the mean: both
+    smoothing outputs at 0 -> the mean; the first at 1 -> G(0.6) ⊛ mean; the first at 1 and the second at 1/2 ->
+    halfway from that to G(1.2) ⊛ mean. The detail inputs are about log 2 on a flat noisy patch and large on an edge."""
+    from burstkpn.models.kpn import AgreementBlend, gaussian_blur
+
+    model = build_model(ModelConfig(**TINY, agreement_blend=True, smoothed_mean=(0.6, 1.2), init="random")).eval()
+    assert model.agree.mlp[0].in_channels == AgreementBlend.FEATURES + 2 and model.agree.mlp[-1].out_channels == 3
+    burst = torch.rand(1, 4, 20, 20, generator=torch.Generator().manual_seed(0))
+    noise = torch.full((1, 1, 20, 20), 0.02)
+    mean = burst.mean(dim=1)
+    g1, g2 = gaussian_blur(mean[:, None], 0.6)[:, 0], gaussian_blur(mean[:, None], 1.2)[:, 0]
+    for first, second, expected in ((0.0, 0.0, mean), (1.0, 0.0, g1), (1.0, 0.5, g1 + 0.5 * (g2 - g1))):
+        with torch.no_grad():
+            last = model.agree.mlp[-1]
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([1.0, first, second]))
+            out = model(burst, noise)
+        assert torch.all(out["agreement"] == 1)
+        torch.testing.assert_close(out["output"], expected, rtol=0, atol=1e-6)
+    rng = np.random.default_rng(1)
+    sigma, n = 0.02, 4
+    clean = np.full((n, 48, 48), 0.5)
+    clean[:, :, 24:] = 0.9  # an edge down the middle
+    noisy = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None]
+    m = noisy.mean(dim=1)
+    f = model.agree.features(noisy, torch.full((1, 1, 48, 48), sigma), None, m, m)[0]
+    detail3, detail5 = f[-2], f[-1]
+    assert abs(float(detail3[:, 4:18].mean()) - np.log(1 + 8 / 9)) < 0.1  # box variance of noise: (1 - 1/9) sigma^2/n
+    assert abs(float(detail5[:, 4:18].mean()) - np.log(1 + 24 / 25)) < 0.1
+    assert float(detail3[:, 23:25].mean()) > 5  # the 0.4 step is 40 sigma/sqrt(n) of the mean
+
+
+def test_noise_gain_scales_the_noise_map_the_kernels_see_and_nothing_else():
+    """`ModelConfig.noise_gain`: with its last layer's bias at log 3 (g = 3 everywhere) the kernels are those the same
+    network predicts told 3x the noise, while the agreement blend keeps the true noise (its log10 sigma input); g is
+    clamped to [e^-1, e^3]. Its features: the blend's mismatch evidence, log10 sigma, brightness and the mean's detail."""
+    from burstkpn.models.kpn import NoiseGain
+
+    config = ModelConfig(**TINY, init="random", agreement_blend=True)
+    plain, gained = build_model(config).eval(), build_model(ModelConfig(**{**config.__dict__, "noise_gain": True})).eval()
+    with torch.no_grad():
+        plain.unet.head.weight.normal_(0, 0.05)
+    gained.load_state_dict(grow_state(plain.state_dict(), gained, config))
+    burst = torch.rand(1, 4, 20, 20, generator=torch.Generator().manual_seed(0))
+    noise = torch.full((1, 1, 20, 20), 0.01)
+    seen = {}
+    gained.agree.register_forward_hook(lambda module, args, out: seen.__setitem__("sigma", args[1]))
+    with torch.no_grad():
+        gained.noise_gain.mlp[-1].bias.fill_(float(np.log(3.0)))
+        out = gained(burst, noise)
+        told = plain(burst, 3 * noise)
+        torch.testing.assert_close(out["kernels"], told["kernels"], rtol=0, atol=1e-6)
+        assert not torch.allclose(out["kernels"], plain(burst, noise)["kernels"], atol=1e-4)
+        torch.testing.assert_close(seen["sigma"], noise)  # the blend sees the truth
+        gained.noise_gain.mlp[-1].bias.fill_(10.0)
+        torch.testing.assert_close(gained.noise_gain(burst, noise, None), torch.full((1, 20, 20), float(np.exp(3.0))))
+    f = gained.noise_gain.features(burst, noise, None)
+    assert f.shape == (1, NoiseGain.FEATURES, 20, 20)
+    torch.testing.assert_close(f[0, 4], torch.full((20, 20), float(np.log10(0.01 + 1e-6) + 2)))
+    with pytest.raises(BurstKPNError, match="noise_gain"):
+        ModelConfig(kind="dpn", noise_gain=True)
+
+
 def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():
     """Normalised kernels with dc_bound: output = normalised + clip((s - 1)·normalised, +-dc_bound·sigma), s the
     free kernels' sum and sigma the noise map: loud bursts get the free kernels' output (the model grown from
@@ -288,6 +373,10 @@ def test_model_config_rejects_bad_stages():
         ModelConfig(dc_bound=1.0)  # without normalize_kernels there is nothing to bound
     with pytest.raises(BurstKPNError, match="dc_bound"):
         ModelConfig(normalize_kernels=True, dc_bound=-1.0)
+    with pytest.raises(BurstKPNError, match="smoothed_mean"):
+        ModelConfig(smoothed_mean=(0.6,))  # no agreement blend to carry it
+    with pytest.raises(BurstKPNError, match="smoothed_mean"):
+        ModelConfig(agreement_blend=True, smoothed_mean=(0.0,))
 
 
 def test_native_bf16_follows_the_cpu_flags():

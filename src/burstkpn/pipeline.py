@@ -367,10 +367,15 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
         after = out * (1 + variable + gate + normalise) + 3 * big
         gating = gate * (out * (1 + variable) + 2 * 16 * big + 8 * big)
         # agreement blend: the frames' squared differences, two mismatch stacks of the frames, its features
-        # (7, + 1 each for the resampling and brightness inputs) and two hidden layers of 16
+        # (7, + 1 each for the resampling and brightness inputs, + 2 with smoothed_mean) and two hidden layers of 16,
+        # with smoothed_mean its blurred means and nested targets
         if getattr(config, "agreement_blend", False):
-            features = 7 + int(getattr(config, "resampling_input", False)) + int(getattr(config, "brightness_input", False))
-            gating += 3 * big + features + 2 * 16 + 4
+            smoothed = len(getattr(config, "smoothed_mean", ()))
+            features = (7 + int(getattr(config, "resampling_input", False)) + int(getattr(config, "brightness_input", False))
+                        + 2 * bool(smoothed))
+            gating += 3 * big + features + 2 * 16 + 4 + 4 * smoothed
+        if getattr(config, "noise_gain", False):  # its features (8), two hidden layers of 16, the scaled noise map
+            gating += 3 * big + 8 + 2 * 16 + 2
         if joint:  # every plane's kernel maps at once, views of the head's output (no transient copy), normalised
             # in place; the gate and the blend run on all planes together (measured: kpn-bayer-preview 4.2-4.6 kB/px)
             out_all = out * config.kernel_groups

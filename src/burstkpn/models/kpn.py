@@ -94,6 +94,22 @@ class ModelConfig:
     # level 1): the metric and the loss are in gamma space, whose slope near black amplifies the mean's noise, and
     # the other inputs are scale-free ratios to the noise. Zero weights at first, like resampling_input.
     brightness_input: bool = False
+    # The agreement blend moves the output toward the frames' mean smoothed in space, not only the plain mean: for each
+    # Gaussian std s (px) here, one more blend output w_s in [0, 1], and the target becomes
+    # target <- target + w_s·(G_s ⊛ mean - target), in order (nested, so it stays between the mean and the most
+    # smoothed one). Two more blend inputs say how much detail the mean holds: log(1 + local variance of the mean /
+    # the mean's noise variance) over 3x3 and 5x5 (about log 2 on a flat patch). A burst whose frames line up
+    # averages to the mean, whose noise then wants the spatial denoising the kernels give a misaligned one; on
+    # static base-ISO bursts the mean smoothed by s = 0.3-0.8 px gains 0.9-1.7 dB over it (the shipped kernels lose
+    # 1.7 to it there). Zero weights at first: a model grown with it computes what it did before.
+    smoothed_mean: tuple[float, ...] = ()
+    # Noise gain (KPN only): the noise map the network sees is the true one times g = exp(r) per pixel, r from a small
+    # per-pixel network of the evidence that frames agree (`NoiseGain`: the mismatch features of the agreement blend,
+    # the noise level, the brightness and the mean's detail). The kernels learnt that a quiet burst is a misaligned
+    # one, and trust its reference: told 2-5x the true noise, the shipped kpn gains 1.4-1.8 dB on static base-ISO
+    # bursts and loses 1-5 dB on dark or moving ones, so the gain must come from the frames, not from a constant.
+    # The blend and the gate keep the true noise. r = 0 at first: a model grown with it computes what it did before.
+    noise_gain: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -111,9 +127,14 @@ class ModelConfig:
         for name in ("difference_inputs", "robust_gate", "agreement_blend"):
             if getattr(self, name) and not self.uses_noise_map:
                 raise BurstKPNError(f"{name} needs the noise map: not available on kpn-blind")
+        if self.noise_gain and self.kind != "kpn":
+            raise BurstKPNError(f"noise_gain scales the noise map a KPN's kernels see: a KPN only, got {self.kind!r}")
         for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
+        if self.smoothed_mean and (not self.agreement_blend or min(self.smoothed_mean) <= 0):
+            raise BurstKPNError(f"smoothed_mean is a target of the agreement blend: it needs agreement_blend and positive "
+                                f"Gaussian stds, got {self.smoothed_mean} with agreement_blend = {self.agreement_blend}")
         if self.brightness_input and not self.agreement_blend:
             raise BurstKPNError("brightness_input is an input of the agreement blend: it needs agreement_blend")
         if self.resampling_input and not (self.agreement_blend and self.prealign != "none"):
@@ -195,14 +216,18 @@ class KPN(BurstDenoiser):
                 head.bias.zero_()  # coarse kernels (if any) start at zero
                 head.bias[: bias.numel()].copy_(bias.flatten())
         self.gate = RobustGate() if config.robust_gate else None
-        self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input)
-                      if config.agreement_blend else None)
+        self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input,
+                                     smoothing=config.smoothed_mean) if config.agreement_blend else None)
+        self.noise_gain = NoiseGain() if config.noise_gain else None
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         b, n, h, w = burst.shape if burst.ndim == 4 else (0, 0, 0, 0)
         k = self.config.kernel_size
-        raw = self.network(burst, noise_map, valid)
+        told = noise_map
+        if self.noise_gain is not None:
+            told = noise_map * self.noise_gain(burst, noise_map, valid if self.config.variable_frames else None)[:, None]
+        raw = self.network(burst, told, valid)
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         valid = valid if self.config.variable_frames else None
         sigma = None if noise_map is None else noise_map[:, 0]
@@ -253,8 +278,9 @@ def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Te
                       shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """output (B, H, W) of the kernels, burst (B, N, H, W), sigma (B, H, W), valid (B, N) or None -> (output moved
     toward the frames' mean, {[blend][, agreement]}): by b = `blend_weight` of the head's ``blend_raw`` (B, H, W)
-    (``mean_blend``), then by a = ``agree``'s weight (`AgreementBlend`, ``agreement_blend``; ``shifts`` (B, N, 2)
-    the pre-alignment's shifts, for its resampling input)."""
+    (``mean_blend``), then by a = ``agree``'s weight toward its target (`AgreementBlend`, ``agreement_blend``: the
+    mean, or with ``smoothed_mean`` the mean smoothed in space as much as it says; ``shifts`` (B, N, 2) the
+    pre-alignment's shifts, for its resampling input)."""
     if blend_raw is None and agree is None:
         return output, {}
     mean, result = frame_mean(burst, valid), {}
@@ -263,8 +289,8 @@ def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Te
         output = output + blend * (mean - output)
         result["blend"] = blend
     if agree is not None:
-        agreement = agree(burst, sigma[:, None], valid, output, mean, shifts)
-        output = output + agreement * (mean - output)
+        agreement, target = agree(burst, sigma[:, None], valid, output, mean, shifts)
+        output = output + agreement * (target - output)
         result["agreement"] = agreement
     return output, result
 
@@ -389,21 +415,25 @@ class AgreementBlend(nn.Module):
     noise), log(1 + local mean of (output - mean)^2 / (sigma^2 / n)) over 5x5 and 11x11 (about log 2 where the
     kernels' output differs from the mean by the mean's own noise, large where they blur or sharpen), and
     log10 sigma; with ``resampling`` the pre-alignment's `resampling_softness`, with ``brightness`` log10 of the
-    local mean intensity (`ModelConfig.resampling_input`, `brightness_input`). Where frames agree the mean is
-    unbiased and has the least noise any equal-weight merge can have, so it is what a burst whose frames line up
-    should come out as, up to spatial denoising.
+    local mean intensity (`ModelConfig.resampling_input`, `brightness_input`), with ``smoothing`` the mean's detail
+    (`DETAIL_SIZES`). Where frames agree the mean is unbiased and has the least noise any equal-weight merge can
+    have, so it is what a burst whose frames line up should come out as, up to spatial denoising: ``smoothing``
+    (Gaussian stds in px, `ModelConfig.smoothed_mean`) adds that, as one more output per std.
+    forward -> (b (B, H, W), target (B, H, W): the mean, or the mean smoothed as the extra outputs say).
     """
 
     SIZES = (5, 11)
-    FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, + 1 with ``brightness``, in that order)
+    DETAIL_SIZES = (3, 5)
+    FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, + 1 with ``brightness``, + 2 with ``smoothing``)
 
-    def __init__(self, hidden: int = 16, resampling: bool = False, brightness: bool = False):
+    def __init__(self, hidden: int = 16, resampling: bool = False, brightness: bool = False,
+                 smoothing: tuple[float, ...] = ()):
         super().__init__()
-        self.resampling, self.brightness = resampling, brightness
-        inputs = self.FEATURES + int(resampling) + int(brightness)
+        self.resampling, self.brightness, self.smoothing = resampling, brightness, tuple(smoothing)
+        inputs = self.FEATURES + int(resampling) + int(brightness) + len(self.DETAIL_SIZES) * bool(self.smoothing)
         self.mlp = nn.Sequential(nn.Conv2d(inputs, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-                                 nn.Conv2d(hidden, 1, 1))
-        nn.init.zeros_(self.mlp[-1].weight)  # b = 0 everywhere at first
+                                 nn.Conv2d(hidden, 1 + len(self.smoothing), 1))
+        nn.init.zeros_(self.mlp[-1].weight)  # b = 0 (and the target the plain mean) everywhere at first
         nn.init.zeros_(self.mlp[-1].bias)
 
     def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
@@ -432,13 +462,78 @@ class AgreementBlend(nn.Module):
                 parts.append(soft[:, None, None].expand_as(parts[-1]))
             if self.brightness:
                 parts.append(torch.log10(box_blur(mean.float()[:, None], 5)[:, 0].clamp(min=1e-4)))
+            if self.smoothing:
+                m = mean.float()[:, None]
+                for size in self.DETAIL_SIZES:
+                    local = box_blur(m, size)
+                    variance = (box_blur(m * m, size) - local * local)[:, 0].clamp(min=0)
+                    parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
             return torch.stack(parts, dim=1)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
-                output: torch.Tensor, mean: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+                output: torch.Tensor, mean: torch.Tensor,
+                shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.features(burst, noise_map, valid, output, mean, shifts)
         with torch.autocast(burst.device.type, enabled=False):
-            return blend_weight(self.mlp(x)[:, 0])
+            raw = self.mlp(x)
+            target = mean.float()
+            for j, std in enumerate(self.smoothing):  # nested: each step stays between the last target and G ⊛ mean
+                with torch.no_grad():
+                    smoothed = gaussian_blur(mean.float()[:, None], std)[:, 0]
+                target = target + blend_weight(raw[:, 1 + j]) * (smoothed - target)
+            return blend_weight(raw[:, 0]), target
+
+
+class NoiseGain(nn.Module):
+    """Per-pixel factor g on the noise map the network sees (`ModelConfig.noise_gain`).
+
+    forward(burst (B, N, H, W), noise_map (B, 1, H, W) std, valid (B, N) or None) -> g (B, H, W) = exp(r), r clamped to
+    [-1, 3] (g = 1 at first: the last layer's weights are zero). Features (detached evidence): the mean and the
+    largest over the other frames of their mismatch with the reference (`mismatch_maps`, 5x5 and 11x11), log10 sigma,
+    log10 of the local mean of the frames' mean, and the mean's detail, log(1 + its 3x3 and 5x5 local variance /
+    its noise variance): where every frame agrees and the mean is smooth against its noise, a larger g lets the
+    kernels average and smooth as a burst whose frames line up deserves.
+    """
+
+    SIZES = (5, 11)
+    DETAIL_SIZES = (3, 5)
+    FEATURES = 2 * len(SIZES) + 2 + len(DETAIL_SIZES)
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+                                 nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """-> (B, FEATURES, H, W) float32."""
+        with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
+            b, n = burst.shape[:2]
+            flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
+            others = flags.clone()
+            others[:, 0] = 0
+            count = others.sum(dim=1).clamp(min=1)[:, None, None]
+            parts = []
+            diff2 = (burst.float() - burst[:, :1].float()) ** 2
+            for size in self.SIZES:
+                maps = mismatch_maps(burst, noise_map, valid, size, diff2=diff2).float()
+                parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
+                parts.append(maps.amax(dim=1))
+            parts.append(torch.log10(noise_map.float()[:, 0] + 1e-6) + 2)
+            mean = frame_mean(burst.float(), valid)[:, None]
+            parts.append(torch.log10(box_blur(mean, 5)[:, 0].clamp(min=1e-4)))
+            sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
+            for size in self.DETAIL_SIZES:
+                local = box_blur(mean, size)
+                variance = (box_blur(mean * mean, size) - local * local)[:, 0].clamp(min=0)
+                parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
+            return torch.stack(parts, dim=1)
+
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        x = self.features(burst, noise_map, valid)
+        with torch.autocast(burst.device.type, enabled=False):
+            return torch.exp(self.mlp(x)[:, 0].clamp(-1.0, 3.0))
 
 
 def resampling_softness(shifts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -471,6 +566,19 @@ def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
 
 
+def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
+    """x (B, C, H, W) -> the same, each channel blurred by a Gaussian of ``std`` px (separable, radius ceil(3·std),
+    edges replicated)."""
+    radius = max(1, math.ceil(3 * std))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=x.device)
+    g = torch.exp(-0.5 * (taps / std) ** 2)
+    g = (g / g.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None, size: int = 5,
                   diff2: torch.Tensor | None = None) -> torch.Tensor:
     """burst (B, N, H, W), noise_map (B, 1, H, W) std -> (B, N, H, W): log(1 + size² mean of (frame - reference)^2
@@ -488,7 +596,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend", "agreement_blend", "resampling_input", "brightness_input")
+            "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
@@ -510,7 +618,7 @@ def input_groups(config: ModelConfig) -> dict[str, slice]:
     return groups
 
 
-GROWN_MODULES = ("gate.", "agree.")  # a grown part's own modules, fresh and neutral in a grown model
+GROWN_MODULES = ("gate.", "agree.", "noise_gain.")  # a grown part's own modules, fresh and neutral in a grown model
 FIRST_CONV = "unet.encoder.0.0.weight"  # the network's first convolution (`unet.conv_stack`)
 
 
