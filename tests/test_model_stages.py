@@ -23,6 +23,8 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True}, {"brightness_input": True}),
                                          ({"agreement_blend": True, "brightness_input": True}, {"smoothed_mean": (0.6, 1.2)}),
                                          ({"agreement_blend": True}, {"noise_gain": True}), ({}, {"noise_gain": True}),
+                                         ({"agreement_blend": True, "brightness_input": True, "prealign": "global"},
+                                          {"noise_gain": True, "gain_resampling": True}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -300,6 +302,22 @@ def test_noise_gain_scales_the_noise_map_the_kernels_see_and_nothing_else():
     torch.testing.assert_close(f[0, 4], torch.full((20, 20), float(np.log10(0.01 + 1e-6) + 2)))
     with pytest.raises(BurstKPNError, match="noise_gain"):
         ModelConfig(kind="dpn", noise_gain=True)
+    with pytest.raises(BurstKPNError, match="gain_resampling"):
+        ModelConfig(noise_gain=True, gain_resampling=True)  # no pre-alignment to read
+
+
+def test_gain_resampling_reads_the_prealignment_shifts():
+    """`ModelConfig.gain_resampling`: `predict` hands the noise gain the shifts it aligned with; its last feature is
+    `resampling_softness` (0.5 on half-pixel shifts in both axes, 0 on whole-pixel ones), whatever the frames show."""
+    model = build_model(ModelConfig(**TINY, prealign="global", noise_gain=True, gain_resampling=True)).eval()
+    seen = []
+    model.noise_gain.register_forward_hook(lambda module, args, out: seen.append(module.features(*args)[:, -1]))
+    burst = torch.rand(1, 4, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predict(model, burst, 0.01, 0.001, shifts=torch.tensor([[[0.0, 0.0], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]))
+        predict(model, burst, 0.01, 0.001, shifts=torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, -2.0], [3.0, 1.0]]]))
+    torch.testing.assert_close(seen[0], torch.full((1, 24, 24), 0.5))
+    assert torch.all(seen[1] == 0)
 
 
 def test_bounded_dc_correction_lets_the_kernel_sum_move_the_output_by_at_most_its_bound_in_sigma():

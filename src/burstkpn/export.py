@@ -129,8 +129,8 @@ def export_onnx(model: BurstDenoiser, path: str | Path, opset: int = OPSET, chec
     The check runs onnxruntime and PyTorch on two random bursts of different sizes and refuses to
     write a file whose outputs differ by more than `TOLERANCE`.
     """
-    if getattr(model.config, "resampling_input", False):
-        raise BurstKPNError("this model's agreement blend reads the pre-alignment's shifts (resampling_input), which "
+    if getattr(model.config, "resampling_input", False) or getattr(model.config, "gain_resampling", False):
+        raise BurstKPNError("this model reads the pre-alignment's shifts (resampling_input / gain_resampling), which "
                             "the exported graph does not take: not exportable to ONNX yet")
     require("onnx", *(("onnxruntime",) if check else ()))
     import onnx

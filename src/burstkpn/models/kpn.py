@@ -110,6 +110,9 @@ class ModelConfig:
     # bursts and loses 1-5 dB on dark or moving ones, so the gain must come from the frames, not from a constant.
     # The blend and the gate keep the true noise. r = 0 at first: a model grown with it computes what it did before.
     noise_gain: bool = False
+    # The noise gain also sees how much pre-alignment resampled the frames (`resampling_softness`, as resampling_input
+    # gives the blend): whole-pixel shifts agree without having been softened. Zero weights at first.
+    gain_resampling: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -127,6 +130,9 @@ class ModelConfig:
         for name in ("difference_inputs", "robust_gate", "agreement_blend"):
             if getattr(self, name) and not self.uses_noise_map:
                 raise BurstKPNError(f"{name} needs the noise map: not available on kpn-blind")
+        if self.gain_resampling and not (self.noise_gain and self.prealign != "none"):
+            raise BurstKPNError("gain_resampling is an input of the noise gain after a pre-alignment: it needs noise_gain "
+                                "and prealign global or global-integer")
         if self.noise_gain and self.kind != "kpn":
             raise BurstKPNError(f"noise_gain scales the noise map a KPN's kernels see: a KPN only, got {self.kind!r}")
         for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
@@ -218,7 +224,7 @@ class KPN(BurstDenoiser):
         self.gate = RobustGate() if config.robust_gate else None
         self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input,
                                      smoothing=config.smoothed_mean) if config.agreement_blend else None)
-        self.noise_gain = NoiseGain() if config.noise_gain else None
+        self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -226,7 +232,8 @@ class KPN(BurstDenoiser):
         k = self.config.kernel_size
         told = noise_map
         if self.noise_gain is not None:
-            told = noise_map * self.noise_gain(burst, noise_map, valid if self.config.variable_frames else None)[:, None]
+            gain = self.noise_gain(burst, noise_map, valid if self.config.variable_frames else None, shifts)
+            told = noise_map * gain[:, None]
         raw = self.network(burst, told, valid)
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         valid = valid if self.config.variable_frames else None
@@ -491,23 +498,27 @@ class NoiseGain(nn.Module):
     [-1, 3] (g = 1 at first: the last layer's weights are zero). Features (detached evidence): the mean and the
     largest over the other frames of their mismatch with the reference (`mismatch_maps`, 5x5 and 11x11), log10 sigma,
     log10 of the local mean of the frames' mean, and the mean's detail, log(1 + its 3x3 and 5x5 local variance /
-    its noise variance): where every frame agrees and the mean is smooth against its noise, a larger g lets the
-    kernels average and smooth as a burst whose frames line up deserves.
+    its noise variance), and with ``resampling`` the pre-alignment's `resampling_softness` (`ModelConfig.gain_resampling`:
+    frames moved by whole pixels agree without having been softened): where every frame agrees and the mean is smooth
+    against its noise, a larger g lets the kernels average and smooth as a burst whose frames line up deserves.
     """
 
     SIZES = (5, 11)
     DETAIL_SIZES = (3, 5)
     FEATURES = 2 * len(SIZES) + 2 + len(DETAIL_SIZES)
 
-    def __init__(self, hidden: int = 16):
+    def __init__(self, hidden: int = 16, resampling: bool = False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-                                 nn.Conv2d(hidden, 1, 1))
+        self.resampling = resampling
+        self.mlp = nn.Sequential(nn.Conv2d(self.FEATURES + int(resampling), hidden, 1), nn.ReLU(),
+                                 nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 1, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """-> (B, FEATURES, H, W) float32."""
+    def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                 shifts: torch.Tensor | None = None) -> torch.Tensor:
+        """-> (B, FEATURES [+ 1 with ``resampling``], H, W) float32; ``shifts`` (B, N, 2) the pre-alignment's (None:
+        frames not resampled)."""
         with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
             b, n = burst.shape[:2]
             flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
@@ -528,10 +539,14 @@ class NoiseGain(nn.Module):
                 local = box_blur(mean, size)
                 variance = (box_blur(mean * mean, size) - local * local)[:, 0].clamp(min=0)
                 parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
+            if self.resampling:
+                soft = torch.zeros(b, device=burst.device) if shifts is None else resampling_softness(shifts.to(burst.device), others)
+                parts.append(soft[:, None, None].expand_as(parts[-1]))
             return torch.stack(parts, dim=1)
 
-    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        x = self.features(burst, noise_map, valid)
+    def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                shifts: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.features(burst, noise_map, valid, shifts)
         with torch.autocast(burst.device.type, enabled=False):
             return torch.exp(self.mlp(x)[:, 0].clamp(-1.0, 3.0))
 
@@ -596,7 +611,8 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain")
+            "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain",
+            "gain_resampling")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
@@ -742,7 +758,8 @@ def predict(model: nn.Module, burst: torch.Tensor, sigma_read, sigma_shot, amp: 
             raise BurstKPNError(f"sigma_read/sigma_shot must be scalars or have {b} values")
         noise_map = noise_std_map(burst[:, :1], sr, ss)
     with torch.autocast(burst.device.type, dtype=torch.bfloat16, enabled=amp):
-        extra = {"shifts": shifts} if getattr(config, "resampling_input", False) else {}
+        reads_shifts = getattr(config, "resampling_input", False) or getattr(config, "gain_resampling", False)
+        extra = {"shifts": shifts} if reads_shifts else {}
         result = model(burst, noise_map, valid if config.variable_frames else None, **extra)
     if clipped is not None:
         result["output"] = hold_saturation(result["output"], clipped, valid)

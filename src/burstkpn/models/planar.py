@@ -72,7 +72,7 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales or self.resampling_input or self.smoothed_mean or self.noise_gain:
+        if self.coarse_scales or self.resampling_input or self.smoothed_mean or self.noise_gain or self.gain_resampling:
             raise BurstKPNError("coarse_scales, resampling_input, smoothed_mean and noise_gain are not available on a "
                                 "planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
