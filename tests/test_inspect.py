@@ -266,6 +266,30 @@ def test_contributions_count_the_blend_toward_the_mean(blends):
     assert "blend.png" in inspection_figures(ins, [("a pixel", (3, 3))])
 
 
+def test_inspect_shows_the_noise_gain_the_kernels_were_told():
+    """A model with a noise gain (`ModelConfig.noise_gain`, set by hand to g = 2.5 everywhere): the inspection carries
+    that factor, it has its own picture, and the kernels shown are those of the network told 2.5x the noise."""
+    import torch
+
+    from burstkpn.inspect import inspect_burst
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.viz import inspection_figures
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, noise_gain=True)).eval()
+    with torch.no_grad():
+        model.unet.head.weight.normal_(0, 0.05)
+        model.noise_gain.mlp[-1].bias.fill_(float(np.log(2.5)))
+    frames = np.random.default_rng(0).random((4, 24, 24)).astype(np.float32)
+    ins = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+    assert ins.noise_gain is not None and np.allclose(ins.noise_gain, 2.5, atol=1e-5)
+    model.noise_gain = None
+    told = inspect_burst(model, frames, NoiseLevel(0.025, 0.001 * 2.5**2))  # the same noise map, 2.5x
+    np.testing.assert_allclose(ins.kernels, told.kernels, atol=1e-5)
+    assert told.noise_gain is None
+    assert "noise_gain.png" in inspection_figures(ins, [("a pixel", (3, 3))])
+
+
 def test_inspect_raw_with_a_joint_model_shows_the_named_plane_as_denoise_makes_it(plane_weights, tmp_path, capsys,
                                                                                   monkeypatch):
     """A joint 4-plane model on a GRBG burst: inspect flips it to RGGB as denoise does, inspects the named CFA

@@ -29,7 +29,8 @@ class Inspection:
     kernels (N, K, K, H, W); output, noise_map (H, W) linear; contributions (N, H, W) (Σ over taps;
     with a blend toward the mean, the effective weight (1 − b)·Σ taps + b/n); dominant (H, W) int: the
     frame with the largest contribution; residual (H, W): output − reference; blend (H, W) the weight b
-    of the frames' mean in the output (models with ``mean_blend`` or ``agreement_blend``), else None.
+    of the frames' mean in the output (models with ``mean_blend`` or ``agreement_blend``), else None; noise_gain
+    (H, W) the factor on the noise map the kernels were told (models with ``noise_gain``), else None.
     """
 
     frames: np.ndarray
@@ -40,6 +41,7 @@ class Inspection:
     dominant: np.ndarray
     residual: np.ndarray
     blend: np.ndarray | None = None
+    noise_gain: np.ndarray | None = None
 
 
 def flip_inspection(ins: Inspection, axes: tuple[int, ...]) -> Inspection:
@@ -55,7 +57,7 @@ def flip_inspection(ins: Inspection, axes: tuple[int, ...]) -> Inspection:
 
     kernels = np.ascontiguousarray(np.flip(ins.kernels, axes + taps))
     return Inspection(flip(ins.frames), kernels, flip(ins.output), flip(ins.noise_map), flip(ins.contributions),
-                      flip(ins.dominant), flip(ins.residual), flip(ins.blend))
+                      flip(ins.dominant), flip(ins.residual), flip(ins.blend), flip(ins.noise_gain))
 
 
 def contributions(kernels: np.ndarray) -> np.ndarray:
@@ -111,8 +113,9 @@ def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel, plane: int = 0) 
         valid = out["valid"][0].float().numpy()
         contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]
     noise_map = np.sqrt(noise.sigma_read**2 + noise.sigma_shot * np.clip(seen[0], 0, None))
+    gain = pick(out["noise_gain"]).float().numpy() if "noise_gain" in out else None
     return Inspection(seen, kernels, output, noise_map.astype(np.float32), contrib,
-                      contrib.argmax(axis=0), output - seen[0], blend)
+                      contrib.argmax(axis=0), output - seen[0], blend, gain)
 
 
 def misalignment(frames: np.ndarray, noise_map: np.ndarray, window: int = WINDOW) -> np.ndarray:

@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
                 "residual.png": "Output minus the reference frame"}
     if "blend.png" in figures:
         captions["blend.png"] = "Weight of the frames' mean in the output (blend toward the mean)"
+    if "noise_gain.png" in figures:
+        captions["noise_gain.png"] = "Factor on the noise map the kernels were told (noise gain: > 1 where the frames agree)"
     write_report(Report(f"burstkpn inspect: {data['source']}", images, "noisy reference", "denoised",
                         [(c, figures[n]) for n, c in captions.items()], [{"method": m, **r} for m, r in rows.items()],
                         CAPTION, {"burst": data["source"], "channel/plane": data["plane_description"],

@@ -208,7 +208,8 @@ class KPN(BurstDenoiser):
       kernels (B, N, K, K, H, W) (linear, no softmax; output = Σ over frames and taps), and with
       ``coarse_scales`` coarse_kernels (B, S, K, K, H, W): output = merged + Σ_s coarse_s ⊛ box_s(merged),
       where merged is the sum of per_frame; with ``mean_blend`` blend (B, H, W): the weight b of the
-      frames' mean in the output; with ``agreement_blend`` agreement (B, H, W): the same for `AgreementBlend`.
+      frames' mean in the output; with ``agreement_blend`` agreement (B, H, W): the same for `AgreementBlend`; with
+      ``noise_gain`` noise_gain (B, H, W): the factor on the noise map the network saw (`NoiseGain`).
     """
 
     def __init__(self, config: ModelConfig):
@@ -249,6 +250,8 @@ class KPN(BurstDenoiser):
             result["coarse_kernels"] = coarse
         output, blends = blend_toward_mean(output, burst, sigma, valid, raw[:, -1] if self.config.mean_blend else None,
                                            self.agree, shifts)
+        if self.noise_gain is not None:
+            result["noise_gain"] = gain
         return {"output": output, **result, **blends}
 
 
