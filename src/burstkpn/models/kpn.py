@@ -414,6 +414,38 @@ class RobustGate(nn.Module):
             return g
 
 
+def frame_evidence(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
+                   sizes: tuple[int, ...]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The per-pixel evidence that frames agree, shared by `AgreementBlend` and `NoiseGain` (float32, no autograd):
+    burst (B, N, H, W), noise_map (B, 1, H, W) std -> ([per size: the mean over the other valid frames of their
+    `mismatch_maps`, then the largest], others (B, N): 1 for the frames counted (valid, not the reference),
+    sigma2 (B, H, W): the noise variance of the valid frames' mean)."""
+    b, n = burst.shape[:2]
+    flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
+    others = flags.clone()
+    others[:, 0] = 0
+    count = others.sum(dim=1).clamp(min=1)[:, None, None]
+    parts = []
+    diff2 = (burst.float() - burst[:, :1].float()) ** 2  # shared by every window size
+    for size in sizes:
+        maps = mismatch_maps(burst, noise_map, valid, size, diff2=diff2).float()
+        parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
+        parts.append(maps.amax(dim=1))
+    sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
+    return parts, others, sigma2
+
+
+def detail_features(mean: torch.Tensor, sigma2: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """mean (B, 1, H, W) float32, sigma2 (B, H, W) its noise variance -> per size, log(1 + the mean's local variance
+    over size x size / sigma2) (B, H, W): about log 2 on a flat patch, large on edges and texture."""
+    parts = []
+    for size in sizes:
+        local = box_blur(mean, size)
+        variance = (box_blur(mean * mean, size) - local * local)[:, 0].clamp(min=0)
+        parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
+    return parts
+
+
 class AgreementBlend(nn.Module):
     """Per-pixel weight of the frames' mean in the output, from the evidence that the mean is right there.
 
@@ -451,18 +483,8 @@ class AgreementBlend(nn.Module):
         """-> (B, FEATURES [+ 1 resampling] [+ 1 brightness], H, W) float32; ``shifts`` (B, N, 2): the pre-alignment's,
         for the resampling input (`resampling_softness`; None: frames not resampled)."""
         with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
-            b, n = burst.shape[:2]
-            flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
-            others = flags.clone()
-            others[:, 0] = 0
-            count = others.sum(dim=1).clamp(min=1)[:, None, None]
-            parts = []
-            frame_diff2 = (burst.float() - burst[:, :1].float()) ** 2  # shared by both window sizes
-            for size in self.SIZES:
-                maps = mismatch_maps(burst, noise_map, valid, size, diff2=frame_diff2).float()
-                parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
-                parts.append(maps.amax(dim=1))
-            sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
+            b = burst.shape[0]
+            parts, others, sigma2 = frame_evidence(burst, noise_map, valid, self.SIZES)
             diff2 = ((output.float() - mean.float()) ** 2)[:, None]
             for size in self.SIZES:
                 parts.append(torch.log1p(box_blur(diff2, size)[:, 0] / (sigma2 + 1e-10)))
@@ -473,11 +495,7 @@ class AgreementBlend(nn.Module):
             if self.brightness:
                 parts.append(torch.log10(box_blur(mean.float()[:, None], 5)[:, 0].clamp(min=1e-4)))
             if self.smoothing:
-                m = mean.float()[:, None]
-                for size in self.DETAIL_SIZES:
-                    local = box_blur(m, size)
-                    variance = (box_blur(m * m, size) - local * local)[:, 0].clamp(min=0)
-                    parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
+                parts += detail_features(mean.float()[:, None], sigma2, self.DETAIL_SIZES)
             return torch.stack(parts, dim=1)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
@@ -523,25 +541,12 @@ class NoiseGain(nn.Module):
         """-> (B, FEATURES [+ 1 with ``resampling``], H, W) float32; ``shifts`` (B, N, 2) the pre-alignment's (None:
         frames not resampled)."""
         with torch.no_grad(), torch.autocast(burst.device.type, enabled=False):
-            b, n = burst.shape[:2]
-            flags = torch.ones(b, n, device=burst.device) if valid is None else valid.to(burst.device).float()
-            others = flags.clone()
-            others[:, 0] = 0
-            count = others.sum(dim=1).clamp(min=1)[:, None, None]
-            parts = []
-            diff2 = (burst.float() - burst[:, :1].float()) ** 2
-            for size in self.SIZES:
-                maps = mismatch_maps(burst, noise_map, valid, size, diff2=diff2).float()
-                parts.append((maps * others[:, :, None, None]).sum(dim=1) / count)
-                parts.append(maps.amax(dim=1))
+            b = burst.shape[0]
+            parts, others, sigma2 = frame_evidence(burst, noise_map, valid, self.SIZES)
             parts.append(torch.log10(noise_map.float()[:, 0] + 1e-6) + 2)
             mean = frame_mean(burst.float(), valid)[:, None]
             parts.append(torch.log10(box_blur(mean, 5)[:, 0].clamp(min=1e-4)))
-            sigma2 = noise_map.float()[:, 0] ** 2 / flags.sum(dim=1).clamp(min=1)[:, None, None]
-            for size in self.DETAIL_SIZES:
-                local = box_blur(mean, size)
-                variance = (box_blur(mean * mean, size) - local * local)[:, 0].clamp(min=0)
-                parts.append(torch.log1p(variance / (sigma2 + 1e-10)))
+            parts += detail_features(mean, sigma2, self.DETAIL_SIZES)
             if self.resampling:
                 soft = torch.zeros(b, device=burst.device) if shifts is None else resampling_softness(shifts.to(burst.device), others)
                 parts.append(soft[:, None, None].expand_as(parts[-1]))
