@@ -131,3 +131,34 @@ def test_clipped_mean_target_is_the_scene_plus_the_clips_bias(photo_dir, clip):
     assert torch.equal(unclipped["clean"], BurstDataset(photo_dir, SMALL, seed=3, progress=False)[7]["clean"])
     with pytest.raises(BurstKPNError, match="clipped_target"):
         TrainingDataConfig(clipped_target="mean")
+
+
+@pytest.mark.parametrize("colour", [None, "bayer"])
+def test_tile_align_share_hands_the_model_tile_aligned_frames(photo_dir, colour):
+    """``tile_align_fraction``: that share of bursts reaches the model HDR+ tile-aligned, as `denoise` hands real
+    bursts over (after the black imputation; one alignment for all planes of a colour burst), with the same target;
+    whole-pixel shifts are undone, so the frames agree with the reference far better; a share of 0 draws nothing."""
+    from burstkpn.align import tile_align
+    from burstkpn.data import ColourBurstDataset
+
+    common = dict(burst=BurstConfig(size=48), white_level=(0.5, 1.0), integer_fraction=1.0, integer_shift=3)
+
+    def item(**extra):
+        cfg = TrainingDataConfig(**{**common, **extra})
+        data = BurstDataset(photo_dir, cfg, seed=4, progress=False) if colour is None else \
+            ColourBurstDataset(photo_dir, cfg, seed=4, colour=colour, progress=False)
+        return data[2]
+
+    given, aligned = item(), item(tile_align_fraction=1.0)
+    np.testing.assert_array_equal(aligned["burst"].numpy(), tile_align(given["burst"].numpy()))
+    assert torch.equal(aligned["clean"], given["clean"]) and torch.equal(aligned["sigma_read"], given["sigma_read"])
+    assert float(given["shifts"].abs().max()) >= 1  # some frame was moved by whole pixels
+
+    def mismatch(b):  # mean |frame - reference| inside a margin the shifts cannot reach
+        b = b.numpy()[..., 4:-4, 4:-4]
+        return float(np.abs(b[..., 1:, :, :] - b[..., :1, :, :]).mean())
+
+    # (a Bayer plane moves by half the mosaic's whole pixels: tile alignment undoes only its whole-pixel part)
+    assert mismatch(aligned["burst"]) < (0.7 if colour is None else 0.9) * mismatch(given["burst"])
+    plain = item(tile_align_fraction=0.0)  # the default: the stream as it was
+    assert all(torch.equal(plain[key], given[key]) for key in plain)

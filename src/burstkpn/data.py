@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from burstkpn.align import tile_align
 from burstkpn.camera import gamma_expand, to_grayscale
 from burstkpn.errors import BurstKPNError
 from burstkpn.io.images import list_images, read_image
@@ -124,12 +125,17 @@ class TrainingDataConfig:
     low_noise_fraction: float = 0.0
     low_noise: NoiseRange = field(default_factory=lambda: NoiseRange((-3.0, -2.3), (-4.0, -3.0)))
     low_noise_white_level: tuple[float, float] = (0.5, 1.0)
+    # a share of bursts handed over HDR+ tile-aligned (`align.tile_align`, after the black imputation), as `denoise`
+    # hands real bursts to a model: tile alignment resamples the frames, so they agree better than their noise
+    # says, which the frames the model pre-aligns itself never show it
+    tile_align_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         shares = (self.local_fraction, self.short_fraction, self.static_fraction, self.integer_fraction,
-                  self.saturated_fraction, self.black_clip_fraction, self.low_noise_fraction)
+                  self.saturated_fraction, self.black_clip_fraction, self.low_noise_fraction, self.tile_align_fraction)
         if not all(0.0 <= f <= 1.0 for f in shares):
-            raise BurstKPNError("local/short/static/integer/saturated/black_clip/low_noise fractions must lie in [0, 1]")
+            raise BurstKPNError("local/short/static/integer/saturated/black_clip/low_noise/tile_align fractions must lie "
+                                "in [0, 1]")
         if self.clipped_target not in CLIPPED_TARGETS:
             raise BurstKPNError(f"clipped_target must be one of {', '.join(CLIPPED_TARGETS)}, got {self.clipped_target!r}")
         if not 0.0 < self.low_noise_white_level[0] <= self.low_noise_white_level[1]:
@@ -190,6 +196,7 @@ class BurstDataset(Dataset):
         black = cfg.black_clip_fraction > 0 and rng.random() < cfg.black_clip_fraction
         noisy = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
         noisy, black = fill_black(noisy, level, black, cfg)
+        noisy = tile_align_share(noisy, cfg, rng)
         clean = clip_target(clean_frames[0], level, saturated, black, cfg.clipped_target)
         return {
             "burst": torch.from_numpy(noisy),
@@ -226,6 +233,14 @@ def fill_black(noisy: np.ndarray, level, black: bool, cfg: TrainingDataConfig) -
     from burstkpn.noise_estimation import CLIP_TOLERANCE
 
     return impute_black(noisy, level, 0.0, CLIP_TOLERANCE), False
+
+
+def tile_align_share(burst: np.ndarray, cfg: TrainingDataConfig, rng: np.random.Generator) -> np.ndarray:
+    """burst (N, H, W) or (C, N, H, W) -> HDR+ tile-aligned (`align.tile_align`) for a ``cfg.tile_align_fraction``
+    share of bursts, else as it is. Nothing is drawn from ``rng`` when the share is 0, so older streams are unchanged."""
+    if cfg.tile_align_fraction > 0 and rng.random() < cfg.tile_align_fraction:
+        return tile_align(burst)
+    return burst
 
 
 def draw_burst_kind(cfg: TrainingDataConfig, rng: np.random.Generator):
@@ -372,6 +387,7 @@ class ColourBurstDataset(Dataset):
             burst = sensor_capture(clean_frames, level, rng, clip_white=saturated, clip_black=black)
             clean, shifts = clean_frames[:, 0], scene.shifts
         burst, black = fill_black(burst, level, black, cfg)  # per plane (Bayer planes, not the mosaic)
+        burst = tile_align_share(burst, cfg, rng)  # one alignment for all planes, as `denoise` does
         clean = clip_target(clean, level, saturated, black, cfg.clipped_target)
         white = scene.white_level
         return {
