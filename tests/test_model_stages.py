@@ -25,6 +25,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True}, {"noise_gain": True}), ({}, {"noise_gain": True}),
                                          ({"agreement_blend": True, "brightness_input": True, "prealign": "global"},
                                           {"noise_gain": True, "gain_resampling": True}),
+                                         ({"agreement_blend": True, "noise_gain": True}, {"refine": 5}), ({}, {"refine": 3}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -304,6 +305,78 @@ def test_noise_gain_scales_the_noise_map_the_kernels_see_and_nothing_else():
         ModelConfig(kind="dpn", noise_gain=True)
     with pytest.raises(BurstKPNError, match="gain_resampling"):
         ModelConfig(noise_gain=True, gain_resampling=True)  # no pre-alignment to read
+
+
+def test_refine_filters_the_output_with_its_kernels_by_its_strength_against_a_naive_loop():
+    """`ModelConfig.refine`: output = merged + s·(k ⊛ merged - merged), k a softmax over the K×K taps (edges
+    replicated) and s = 1.5·tanh(last channel); the noise it is told is `output_noise` of the kernels and the blend.
+    Checked against a loop over pixels and taps, with random last-layer weights."""
+    from burstkpn.models.kpn import SpatialRefine, output_noise
+
+    config = ModelConfig(**TINY, init="random", agreement_blend=True)
+    plain, refined = build_model(config).eval(), build_model(ModelConfig(**{**config.__dict__, "refine": 3})).eval()
+    with torch.no_grad():
+        plain.unet.head.weight.normal_(0, 0.05)
+        plain.agree.mlp[-1].bias.fill_(0.5)  # the blend moves the output toward the mean
+    refined.load_state_dict(grow_state(plain.state_dict(), refined, config))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        refined.refine.net[-1].weight.normal_(0, 0.3)
+        refined.refine.net[-1].bias.normal_(0, 0.3)
+    burst = 0.2 + 0.5 * torch.rand(1, 4, 12, 10, generator=torch.Generator().manual_seed(0))
+    noise = torch.full((1, 1, 12, 10), 0.02)
+    seen = {}
+    refined.refine.register_forward_hook(lambda module, args, out: seen.__setitem__("sigma", args[1]))
+    with torch.no_grad():
+        before = plain(burst, noise)
+        merged = before["output"]
+        told = output_noise(before["kernels"], noise[:, 0], None, {"agreement": before["agreement"]})
+        out = refined(burst, noise)
+        raw = refined.refine.net(SpatialRefine.features(merged, told))
+    torch.testing.assert_close(seen["sigma"], told)
+    assert not torch.allclose(told, noise[:, 0] / 2, atol=1e-4)  # not simply sigma / sqrt(frames)
+    padded = torch.nn.functional.pad(merged[:, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    expected = torch.empty_like(merged)
+    for y in range(12):
+        for x in range(10):
+            weights = torch.softmax(raw[0, :9, y, x], dim=0)
+            filtered = sum(weights[3 * i + j] * padded[y + i, x + j] for i in range(3) for j in range(3))
+            s = 1.5 * torch.tanh(raw[0, 9, y, x])
+            expected[0, y, x] = merged[0, y, x] + s * (filtered - merged[0, y, x])
+    torch.testing.assert_close(out["output"], expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out["refine"], 1.5 * torch.tanh(raw[:, 9]))
+    assert (out["output"] - merged).abs().max() > 1e-3  # it did something
+    for bad in ({"refine": 4}, {"refine": 1}, {"refine": 3, "kind": "dpn"}):
+        with pytest.raises(BurstKPNError, match="refine"):
+            ModelConfig(**{**TINY, **bad})
+
+
+@pytest.mark.parametrize("valid", [None, [1.0, 1.0, 0.0, 1.0]])
+def test_output_noise_is_the_std_of_the_merged_and_blended_noise(valid):
+    """`output_noise`: kernels applied to independent noise of std sigma, then blended toward the valid frames' mean
+    by w, leave noise of the std it says (Monte Carlo over 4,000 draws, within 4 %); a blend weight of 1 leaves
+    sigma / sqrt(n)."""
+    from burstkpn.models.kpn import frame_mean, output_noise
+
+    g = torch.Generator().manual_seed(0)
+    b, n, k, h, w = 4000, 4, 3, 1, 1
+    kernels = (torch.rand(1, n, k, k, h, w, generator=g) * 0.3).expand(b, -1, -1, -1, -1, -1).clone()
+    kernels[:, 0, 1, 1] += 0.5
+    keep = None if valid is None else torch.tensor([valid]).expand(b, n)
+    if keep is not None:
+        kernels = kernels * keep[:, :, None, None, None, None]
+    sigma = torch.full((b, h, w), 0.1)
+    noise = 0.1 * torch.randn(b, n, k, k, generator=g)  # each frame's 3x3 neighbourhood of the pixel
+    merged = (kernels[..., 0, 0] * noise).sum(dim=(1, 2, 3))
+    centre = noise[:, :, 1, 1][:, :, None, None]
+    mean = frame_mean(centre, keep)[:, 0, 0]
+    for weight in (0.0, 0.3, 1.0):
+        blended = merged + weight * (mean - merged)
+        said = output_noise(kernels, sigma, keep, {"agreement": torch.full((b, h, w), weight)})
+        assert said.shape == (b, h, w) and torch.allclose(said, said[:1])
+        assert abs(float(blended.std()) / float(said[0, 0, 0]) - 1) < 0.04, (weight, float(blended.std()), float(said[0, 0, 0]))
+    n_valid = 4 if valid is None else 3
+    torch.testing.assert_close(said[0, 0, 0], torch.tensor(0.1 / n_valid**0.5))
 
 
 def test_gain_resampling_reads_the_prealignment_shifts():

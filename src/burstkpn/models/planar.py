@@ -60,7 +60,8 @@ class PlanarConfig(ModelConfig):
     ``align_planes`` (the planes whose mean guides alignment and frame selection; () = the green ones).
     ``difference_inputs``: one mismatch map per frame, the mean over the guide planes of each plane's
     (`guide_mismatch`). ``brightness_input``: each plane's agreement blend sees its own plane's brightness. Not
-    supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``, ``smoothed_mean``, ``noise_gain``."""
+    supported (an error): kpn-blind / dpn, ``coarse_scales``, ``resampling_input``, ``smoothed_mean``, ``noise_gain``,
+    ``refine``."""
 
     planes: int = 4
     shared_kernels: bool = False
@@ -72,9 +73,10 @@ class PlanarConfig(ModelConfig):
             raise BurstKPNError(f"a planar model is a KPN with noise maps (kind kpn), got {self.kind!r}")
         if self.planes < 1:
             raise BurstKPNError(f"planes must be >= 1, got {self.planes}")
-        if self.coarse_scales or self.resampling_input or self.smoothed_mean or self.noise_gain or self.gain_resampling:
-            raise BurstKPNError("coarse_scales, resampling_input, smoothed_mean and noise_gain are not available on a "
-                                "planar model")
+        if (self.coarse_scales or self.resampling_input or self.smoothed_mean or self.noise_gain or self.gain_resampling
+                or self.refine):
+            raise BurstKPNError("coarse_scales, resampling_input, smoothed_mean, noise_gain and refine are not available "
+                                "on a planar model")
         if any(not 0 <= p < self.planes for p in self.align_planes) or len(set(self.align_planes)) != len(self.align_planes):
             raise BurstKPNError(f"align_planes must be distinct planes in 0..{self.planes - 1}, got {self.align_planes}")
 
