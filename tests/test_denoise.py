@@ -117,7 +117,7 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, tiny_weights, capsys, 
 
 def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys, monkeypatch):
     found = default_weights()
-    assert found is None or found.name == "kpn.safetensors"
+    assert found is None or found.name == "kpn-refine.safetensors"
     if found is not None:  # a short burst gets the shipped variable-length model, a long one the default
         assert default_weights(frames=5).name == "kpn-variable.safetensors"
         assert default_weights(frames=12) == default_weights(frames=8) == found
@@ -231,4 +231,4 @@ def test_colour_and_raw_bursts_default_to_a_shipped_joint_model(tmp_path, monkey
     assert denoise_burst(colour, noise=(0.01, 0.005)).model == "kpn-rgb"
     if real:
         assert denoise_burst(colour, noise=(0.01, 0.005), model="kpn").model == "kpn"
-        assert denoise_burst(colour[..., 0], noise=(0.01, 0.005)).model == "kpn"
+        assert denoise_burst(colour[..., 0], noise=(0.01, 0.005)).model == "kpn-refine"

@@ -290,6 +290,32 @@ def test_inspect_shows_the_noise_gain_the_kernels_were_told():
     assert "noise_gain.png" in inspection_figures(ins, [("a pixel", (3, 3))])
 
 
+def test_inspect_shows_the_strength_of_the_last_spatial_stage():
+    """A model with a last spatial stage (`ModelConfig.refine`, its strength set by hand to s = 1.5·tanh(0.5)): the
+    inspection carries s, it has its own picture, the output is the refined one and the kernels those of the merge."""
+    import torch
+
+    from burstkpn.inspect import inspect_burst
+    from burstkpn.models.kpn import ModelConfig, build_model
+    from burstkpn.viz import inspection_figures
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 8), frames=4, kernel_size=3, refine=3)).eval()
+    with torch.no_grad():
+        model.unet.head.weight.normal_(0, 0.05)
+        model.refine.net[-1].bias[-1] = 0.5
+    frames = np.random.default_rng(0).random((4, 24, 24)).astype(np.float32)
+    ins = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+    assert ins.refine is not None and np.allclose(ins.refine, 1.5 * np.tanh(0.5), atol=1e-6)
+    stage = model.refine
+    model.refine = None
+    plain = inspect_burst(model, frames, NoiseLevel(0.01, 0.001))
+    np.testing.assert_allclose(ins.kernels, plain.kernels, atol=1e-6)
+    assert plain.refine is None and np.abs(ins.output - plain.output).max() > 1e-3
+    model.refine = stage
+    assert "refine.png" in inspection_figures(ins, [("a pixel", (3, 3))])
+
+
 def test_inspect_raw_with_a_joint_model_shows_the_named_plane_as_denoise_makes_it(plane_weights, tmp_path, capsys,
                                                                                   monkeypatch):
     """A joint 4-plane model on a GRBG burst: inspect flips it to RGGB as denoise does, inspects the named CFA

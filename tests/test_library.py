@@ -26,7 +26,7 @@ def test_readme_python_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
     result = namespace["result"]
     assert isinstance(result, burstkpn.Denoised) and result.image.shape == namespace["frames"].shape[1:]
     assert result.noise_source == "given" and (result.noise.sigma_read, result.noise.sigma_shot) == (0.01, 0.002)
-    assert result.model == "kpn" and result.alignment == "hdrplus-tiles"
+    assert result.model == "kpn-refine" and result.alignment == "hdrplus-tiles"
     assert "(64, 64)" in capsys.readouterr().out
 
 
@@ -160,8 +160,8 @@ def _dark_clipped_burst(seed: int = 0, clip: bool = True):
 def test_denoise_burst_imputes_black_clipped_shadows_with_the_bursts_noise_level():
     """Wiring: the values of a black-clipped burst cut at 0 are filled in (`noise.impute_black`) with the noise
     level the burst is denoised at, before the network, and the output is not declipped at black again. Without
-    it the flat shadow comes out 36 % too bright (declip after the network instead: 17 % too dark); with it
-    within 10 %; a noise level half or twice the truth misses by 21 % / 68 % (those mutations fail here, as
+    it the flat shadow comes out 37 % too bright (declip after the network instead: 17 % too dark); with it
+    within 10 % (3 %); a noise level half or twice the truth misses by 20 % / 72 % (those mutations fail here, as
     does declipping the output a second time or skipping the fill)."""
     frames, level = _dark_clipped_burst()
     inner = (slice(8, -8), slice(8, -8))
@@ -174,7 +174,7 @@ def test_denoise_burst_imputes_black_clipped_shadows_with_the_bursts_noise_level
     assert abs(on.image[inner].mean() - 0.01) < 0.001
     for factor in (0.5, 2):  # a wrong level is visible: the stage must get the burst's own
         other = burstkpn.denoise_burst(frames, noise=(factor * level.sigma_read, factor * level.sigma_shot))
-        assert abs(other.image[inner].mean() - 0.01) > 0.002
+        assert abs(other.image[inner].mean() - 0.01) > 0.0015
 
 
 def test_denoise_burst_declips_white_clipped_highlights():

@@ -30,7 +30,9 @@ class Inspection:
     with a blend toward the mean, the effective weight (1 − b)·Σ taps + b/n); dominant (H, W) int: the
     frame with the largest contribution; residual (H, W): output − reference; blend (H, W) the weight b
     of the frames' mean in the output (models with ``mean_blend`` or ``agreement_blend``), else None; noise_gain
-    (H, W) the factor on the noise map the kernels were told (models with ``noise_gain``), else None.
+    (H, W) the factor on the noise map the kernels were told (models with ``noise_gain``), else None; refine (H, W)
+    the strength s of the last spatial stage (models with ``refine``: output = merge + s·(k ⊛ merge − merge), so
+    the contributions are those of the merge before it), else None.
     """
 
     frames: np.ndarray
@@ -42,6 +44,7 @@ class Inspection:
     residual: np.ndarray
     blend: np.ndarray | None = None
     noise_gain: np.ndarray | None = None
+    refine: np.ndarray | None = None
 
 
 def flip_inspection(ins: Inspection, axes: tuple[int, ...]) -> Inspection:
@@ -57,7 +60,7 @@ def flip_inspection(ins: Inspection, axes: tuple[int, ...]) -> Inspection:
 
     kernels = np.ascontiguousarray(np.flip(ins.kernels, axes + taps))
     return Inspection(flip(ins.frames), kernels, flip(ins.output), flip(ins.noise_map), flip(ins.contributions),
-                      flip(ins.dominant), flip(ins.residual), flip(ins.blend), flip(ins.noise_gain))
+                      flip(ins.dominant), flip(ins.residual), flip(ins.blend), flip(ins.noise_gain), flip(ins.refine))
 
 
 def contributions(kernels: np.ndarray) -> np.ndarray:
@@ -114,8 +117,9 @@ def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel, plane: int = 0) 
         contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]
     noise_map = np.sqrt(noise.sigma_read**2 + noise.sigma_shot * np.clip(seen[0], 0, None))
     gain = pick(out["noise_gain"]).float().numpy() if "noise_gain" in out else None
+    refine = pick(out["refine"]).float().numpy() if "refine" in out else None
     return Inspection(seen, kernels, output, noise_map.astype(np.float32), contrib,
-                      contrib.argmax(axis=0), output - seen[0], blend, gain)
+                      contrib.argmax(axis=0), output - seen[0], blend, gain, refine)
 
 
 def misalignment(frames: np.ndarray, noise_map: np.ndarray, window: int = WINDOW) -> np.ndarray:

@@ -138,4 +138,6 @@ def inspection_figures(ins, pixels, white_level: float = 1.0) -> dict[str, bytes
         figures["blend.png"] = scalar_map(ins.blend, "weight of the frames' mean in the output", "b")
     if getattr(ins, "noise_gain", None) is not None:  # models with a noise gain: how much more noise the kernels were told
         figures["noise_gain.png"] = scalar_map(ins.noise_gain, "factor on the noise map the kernels were told", "g")
+    if getattr(ins, "refine", None) is not None:  # models with a last spatial stage: how strongly it filtered
+        figures["refine.png"] = scalar_map(ins.refine, "strength of the last spatial stage", "s")
     return figures

@@ -20,7 +20,7 @@ from burstkpn.models.kpn import BurstDenoiser, ModelConfig, build_model, unwrap
 FORMAT = "burstkpn-weights"
 VERSION = 1
 PRETRAINED = "pretrained"  # package folder of the shipped weights and their cards
-DEFAULT_MODEL = "kpn"
+DEFAULT_MODEL = "kpn-refine"
 
 
 def shipped_weights() -> list[Path]:

@@ -12,9 +12,13 @@ import argparse
 from burstkpn.export import FORMATS, OPSET, check_format, export_onnx
 from burstkpn.io.images import check_output_file
 
+EXPORT_DEFAULT = "kpn"  # the shipped network an exported graph can hold whole
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="weights file (.safetensors); default: the model shipped with burstkpn")
+    p.add_argument("--model", default=EXPORT_DEFAULT,
+                   help=f"weights file (.safetensors) or shipped name; default: {EXPORT_DEFAULT} (the default denoiser, "
+                        "kpn-refine, reads the pre-alignment's shifts, which an exported graph does not take)")
     p.add_argument("--format", default="onnx", help=f"output format: {', '.join(FORMATS)} (default onnx)")
     p.add_argument("-o", "--out", required=True, help="output file, e.g. kpn.onnx")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")

@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         captions["blend.png"] = "Weight of the frames' mean in the output (blend toward the mean)"
     if "noise_gain.png" in figures:
         captions["noise_gain.png"] = "Factor on the noise map the kernels were told (noise gain: > 1 where the frames agree)"
+    if "refine.png" in figures:
+        captions["refine.png"] = "Strength of the last spatial stage (refine: 0 leaves the kernels' merge as it is)"
     write_report(Report(f"burstkpn inspect: {data['source']}", images, "noisy reference", "denoised",
                         [(c, figures[n]) for n, c in captions.items()], [{"method": m, **r} for m, r in rows.items()],
                         CAPTION, {"burst": data["source"], "channel/plane": data["plane_description"],
