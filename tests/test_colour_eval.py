@@ -201,6 +201,10 @@ def test_methods_for_colour_sets(colour_sets, planar_weights, tiny_weights, monk
         resolve_colour_methods("no-such", "rgb")
     with pytest.raises(BurstKPNError, match="colour"):  # the grayscale protocol refuses a colour set
         evaluate(ts, resolve_colour_methods("average", "rgb"), progress=False)
+    from burstkpn.weights import shipped_weights
+
+    if any(p.stem == "kpn" for p in shipped_weights()):  # a shipped model by name, as the grayscale protocol takes it
+        assert [m.name for m in resolve_colour_methods("reference", "bayer", ["kpn"])] == ["reference", "kpn per-plane"]
 
 
 def test_cli_detects_a_colour_set(colour_sets, planar_weights, tmp_path, capsys):

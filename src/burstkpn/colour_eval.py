@@ -298,12 +298,12 @@ def is_planar(model) -> bool:
 
 
 def model_method(path: str | Path, colour: str) -> Method:
-    """A weights file as a method on planes: a grayscale model per plane (``NAME per-plane``), a joint model
-    once on all planes (its card's name, else ``KIND joint``); a joint model for the other plane count is a
-    row that does not run."""
-    from burstkpn.weights import load_model, model_name
+    """A weights file (or a shipped model's name) as a method on planes: a grayscale model per plane (``NAME
+    per-plane``), a joint model once on all planes (its card's name, else ``KIND joint``); a joint model for the
+    other plane count is a row that does not run."""
+    from burstkpn.weights import model_name, resolve_model
 
-    model = load_model(path)
+    model = resolve_model(str(path))[0]
     return _model_method(model, colour, model_name(model))
 
 
