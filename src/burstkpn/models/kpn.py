@@ -116,9 +116,9 @@ class ModelConfig:
     # A last spatial stage of this kernel size (KPN only; 0: none): output <- output + s·(k ⊛ output - output), k a
     # per-pixel K×K kernel (non-negative, summing to one) and s in [-1.5, 1.5] per pixel, both from a small conv net
     # over the output's detail in units of the noise left in it (`SpatialRefine`, `output_noise`: from the kernels
-    # and the blends). Where frames line up, the kernels' merge is
-    # near the mean, whose remaining noise wants the spatial denoising that BM3D on the merged frames gives it (on
-    # static base-ISO bursts 1.9 dB over the mean, the kernels 0.5-1.4). s = 0 at first: a grown model is unchanged.
+    # and the blends). Where frames line up, the kernels' merge is near the mean, whose remaining noise wants the
+    # spatial denoising that BM3D on the merged frames gives it (on static base-ISO bursts 1.9 dB over the mean, the
+    # kernels 0.5-1.4). s = 0 at first: a grown model is unchanged.
     refine: int = 0
 
     def __post_init__(self) -> None:
