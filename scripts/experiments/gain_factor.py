@@ -17,8 +17,7 @@ import torch
 
 from burstkpn.metrics import psnr
 from burstkpn.models.kpn import predict
-from burstkpn.sweep import grid
-from burstkpn.testset import build_testset
+from burstkpn.sweep import cell_testset, grid
 from burstkpn.weights import resolve_model
 
 
@@ -39,8 +38,7 @@ def main() -> None:
     print(f"| cell | {args.model} | factor p10 / p50 / p90 | {args.base} {' / '.join(f'x{f:g}' for f in args.factors)} "
           f"| best per burst |\n|---|---|---|---|---|")
     for cell in cells:
-        ts = build_testset(args.images, gains=[cell.gain], size=64, per_image=1, seed=0, motion=cell.motion,
-                           progress=False, downsample=cell.downsample, white_level=cell.white_level)
+        ts = cell_testset(args.images, cell)
         own, pct, told = [], [], []
         with torch.inference_mode():
             for i in range(len(ts)):

@@ -18,8 +18,7 @@ import torch
 from burstkpn.metrics import psnr
 from burstkpn.models.kpn import denoise_array
 from burstkpn.noise import NoiseLevel
-from burstkpn.sweep import grid
-from burstkpn.testset import build_testset
+from burstkpn.sweep import cell_testset, grid
 from burstkpn.weights import resolve_model
 
 
@@ -37,8 +36,7 @@ def main() -> None:
     cells = grid(exposures=exposures)
     print(f"| cell | {' | '.join(f'x{f:g}' for f in args.factors)} |\n|---|{'---|' * len(args.factors)}")
     for cell in cells:
-        ts = build_testset(args.images, gains=[cell.gain], size=64, per_image=1, seed=0, motion=cell.motion,
-                           progress=False, downsample=cell.downsample, white_level=cell.white_level)
+        ts = cell_testset(args.images, cell)
         row = []
         for f in args.factors:
             scores = [psnr(denoise_array(model, np.ascontiguousarray(ts.noisy[i]), NoiseLevel(

@@ -50,6 +50,14 @@ def grid(motions=DEFAULT_MOTIONS, scales=DEFAULT_SCALES, gains=DEFAULT_GAINS,
     return [Cell(m, int(s), str(g), r) for r in ranges for m in motions for s in scales for g in gains]
 
 
+def cell_testset(images, cell: Cell, size: int = 64, per_image: int = 1, seed: int = 0):
+    """The seeded test set (`testset.TestSet`) of one sweep cell: the same photos and seed in every cell."""
+    from burstkpn.testset import build_testset
+
+    return build_testset(images, gains=[cell.gain], size=size, per_image=per_image, seed=seed, motion=cell.motion,
+                         progress=False, downsample=cell.downsample, white_level=cell.white_level)
+
+
 def linear_psnr(estimate: np.ndarray, clean: np.ndarray, white_level: float = 1.0, border: int = BORDER) -> float:
     """PSNR (dB) on linear values: white level divided out, clipped to [0, 1], border cropped, data range 1."""
     a = np.clip(np.asarray(estimate, np.float64) / white_level, 0, 1)
@@ -66,16 +74,13 @@ def run_sweep(images, cells: list[Cell], methods, size: int = 64, per_image: int
     {label: (gamma PSNR, linear PSNR, bursts)}}, "seconds": wall time, "scenes": per cell}."""
     from tqdm import tqdm
 
-    from burstkpn.testset import build_testset
-
     if not cells:
         raise BurstKPNError("the sweep has no cells")
     start = time.perf_counter()
     rows: dict[str, dict[str, tuple[float, float, int]]] = {m.name: {} for m in methods}
     scenes = {}
     for cell in tqdm(cells, desc="sweep", unit="cell", disable=not progress):
-        ts = build_testset(images, gains=[cell.gain], size=size, per_image=per_image, seed=seed, motion=cell.motion,
-                           progress=False, downsample=cell.downsample, white_level=cell.white_level)
+        ts = cell_testset(images, cell, size, per_image, seed)
         order = np.random.default_rng(seed).permutation(len(ts))
         scenes[cell.label] = len(ts)
         for m in methods:

@@ -600,8 +600,8 @@ class SpatialRefine(nn.Module):
 
     forward(output (B, H, W), sigma (B, H, W) the noise std left in it, `output_noise`) -> (refined (B, H, W), strength
     s (B, H, W)): refined = output + s·(k ⊛ output - output), k (B, K, K, H, W) a softmax over the K×K taps,
-    s = 1.5·tanh(·), both from a conv net (three 3x3 layers) over log10 sigma, the brightness and the output's detail in units of sigma
-    (against its 3x3 and 5x5 local means). The last layer's weights are zero: s = 0 at first (a grown model computes
+    s = 1.5·tanh(·), both from a conv net (three 3x3 layers) over log10 sigma, the brightness and the output's
+    detail in units of sigma (against its 3x3 and 5x5 local means). The last layer's weights are zero: s = 0 at first (a grown model computes
     what it did before). Runs in float32: the detail it removes is a few thousandths of white."""
 
     FEATURES = 4
