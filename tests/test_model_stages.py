@@ -26,6 +26,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True, "brightness_input": True, "prealign": "global"},
                                           {"noise_gain": True, "gain_resampling": True}),
                                          ({"agreement_blend": True, "noise_gain": True}, {"refine": 5}), ({}, {"refine": 3}),
+                                         ({"refine": 3}, {"refine_context": True}), ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -349,6 +350,37 @@ def test_refine_filters_the_output_with_its_kernels_by_its_strength_against_a_na
     for bad in ({"refine": 4}, {"refine": 1}, {"refine": 3, "kind": "dpn"}):
         with pytest.raises(BurstKPNError, match="refine"):
             ModelConfig(**{**TINY, **bad})
+
+
+def test_refine_context_is_the_unets_last_features():
+    """`ModelConfig.refine_context`: the last spatial stage reads, after its own four maps, the U-Net's last decoder
+    features, the very maps the kernel head reads (cropped like the head's output on a padded input), and they change
+    its kernels; without refine the option is refused."""
+    from burstkpn.models.kpn import SpatialRefine, output_noise
+
+    model = build_model(ModelConfig(**{**TINY, "half_res_output": False}, init="random", refine=3, refine_context=True)).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for layer in (model.refine.net[0], model.refine.net[-1]):
+            layer.weight.normal_(0, 0.3)
+    seen = {}
+    model.unet.head.register_forward_hook(lambda module, args, out: seen.__setitem__("head_in", args[0]))
+    model.refine.register_forward_hook(lambda module, args, out: seen.__setitem__("refine", args))
+    burst = torch.rand(1, 4, 11, 13, generator=torch.Generator().manual_seed(0))  # not a multiple of 2: padded
+    noise = torch.full((1, 1, 11, 13), 0.02)
+    with torch.no_grad():
+        out = model(burst, noise)
+        merged, sigma, context = seen["refine"]
+        torch.testing.assert_close(context, seen["head_in"][..., :11, :13])
+        assert context.shape == (1, 4, 11, 13) and context.abs().max() > 0
+        with_context = model.refine.net(torch.cat([SpatialRefine.features(merged, sigma), context], dim=1))
+        without = model.refine.net(torch.cat([SpatialRefine.features(merged, sigma), 0 * context], dim=1))
+    torch.testing.assert_close(out["refine"], 1.5 * torch.tanh(with_context[:, 9]))
+    assert (with_context - without).abs().max() > 1e-2
+    with pytest.raises(BurstKPNError, match="refine_context"):
+        ModelConfig(**TINY, refine_context=True)
+    with pytest.raises(BurstKPNError, match="context maps"):
+        model.refine(merged, sigma)
 
 
 @pytest.mark.parametrize("valid", [None, [1.0, 1.0, 0.0, 1.0]])

@@ -120,6 +120,12 @@ class ModelConfig:
     # spatial denoising that BM3D on the merged frames gives it (on static base-ISO bursts 1.9 dB over the mean, the
     # kernels 0.5-1.4). s = 0 at first: a grown model is unchanged.
     refine: int = 0
+    # The last spatial stage also reads the U-Net's last decoder features (`UNet.forward_features`, widths[0] maps,
+    # or widths[1] upsampled with half_res_output): what the whole burst says about the structure around each pixel, over the U-Net's
+    # receptive field, where the stage's own inputs see a few pixels of the noisy merge. Zero weights at first.
+    refine_context: bool = False
+    # The width of the last spatial stage's three hidden layers.
+    refine_hidden: int = 32
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -144,6 +150,10 @@ class ModelConfig:
             raise BurstKPNError(f"noise_gain scales the noise map a KPN's kernels see: a KPN only, got {self.kind!r}")
         if self.refine and (self.refine < 3 or self.refine % 2 == 0 or self.kind != "kpn"):
             raise BurstKPNError(f"refine is a KPN's last spatial stage, an odd kernel size >= 3, got {self.refine} on {self.kind}")
+        if self.refine_hidden < 1:
+            raise BurstKPNError(f"refine_hidden must be positive, got {self.refine_hidden}")
+        if self.refine_context and not self.refine:
+            raise BurstKPNError("refine_context is an input of the last spatial stage: it needs refine")
         for name in ("robust_gate", "normalize_kernels", "mean_blend", "agreement_blend"):
             if getattr(self, name) and self.kind != "kpn":
                 raise BurstKPNError(f"{name} acts on predicted kernels: a KPN only")
@@ -196,6 +206,12 @@ class BurstDenoiser(nn.Module):
 
     def network(self, burst: torch.Tensor, noise_map: torch.Tensor | None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, H, W) [+ (B, 1, H, W)] [+ valid (B, N)] -> U-Net output (B, C_out, H, W), padded and cropped back."""
+        return self.network_features(burst, noise_map, valid)[0]
+
+    def network_features(self, burst: torch.Tensor, noise_map: torch.Tensor | None,
+                         valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `network`, also -> the U-Net's last decoder features (B, C, H, W) (`UNet.forward_features`; with
+        ``half_res_output`` upsampled as the head's output is)."""
         self.check_input(burst, noise_map)
         parts = [burst, noise_map] if self.config.uses_noise_map else [burst]
         if self.config.variable_frames:
@@ -206,7 +222,10 @@ class BurstDenoiser(nn.Module):
             parts.append(mismatch_maps(burst, noise_map, valid))
         x = torch.cat(parts, dim=1)
         h, w = x.shape[-2:]
-        return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
+        out, features = self.unet.forward_features(pad_to_multiple(x, self.unet.multiple))
+        if self.config.half_res_output:
+            features = F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False)
+        return out[..., :h, :w], features[..., :h, :w]
 
 
 class KPN(BurstDenoiser):
@@ -236,7 +255,9 @@ class KPN(BurstDenoiser):
         self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input,
                                      smoothing=config.smoothed_mean) if config.agreement_blend else None)
         self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
-        self.refine = SpatialRefine(config.refine) if config.refine else None
+        context = config.widths[1 if config.half_res_output else 0] if config.refine_context else 0
+        self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context)
+                       if config.refine else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -246,7 +267,8 @@ class KPN(BurstDenoiser):
         if self.noise_gain is not None:
             gain = self.noise_gain(burst, noise_map, valid if self.config.variable_frames else None, shifts)
             told = noise_map * gain[:, None]
-        raw = self.network(burst, told, valid)
+        raw, features = (self.network_features(burst, told, valid) if self.config.refine_context
+                         else (self.network(burst, told, valid), None))
         kernels = raw[:, : n * k * k].reshape(b, n, k, k, h, w)
         valid = valid if self.config.variable_frames else None
         sigma = None if noise_map is None else noise_map[:, 0]
@@ -262,7 +284,7 @@ class KPN(BurstDenoiser):
         output, blends = blend_toward_mean(output, burst, sigma, valid, raw[:, -1] if self.config.mean_blend else None,
                                            self.agree, shifts)
         if self.refine is not None:
-            output, result["refine"] = self.refine(output, output_noise(result["kernels"], sigma, valid, blends))
+            output, result["refine"] = self.refine(output, output_noise(result["kernels"], sigma, valid, blends), features)
         if self.noise_gain is not None:
             result["noise_gain"] = gain
         return {"output": output, **result, **blends}
@@ -601,15 +623,16 @@ class SpatialRefine(nn.Module):
     forward(output (B, H, W), sigma (B, H, W) the noise std left in it, `output_noise`) -> (refined (B, H, W), strength
     s (B, H, W)): refined = output + s·(k ⊛ output - output), k (B, K, K, H, W) a softmax over the K×K taps,
     s = 1.5·tanh(·), both from a conv net (three 3x3 layers) over log10 sigma, the brightness and the output's
-    detail in units of sigma (against its 3x3 and 5x5 local means). The last layer's weights are zero: s = 0 at first (a grown model computes
+    detail in units of sigma (against its 3x3 and 5x5 local means), and with ``context`` > 0 that many maps of the
+    U-Net's last features (`ModelConfig.refine_context`). The last layer's weights are zero: s = 0 at first (a grown model computes
     what it did before). Runs in float32: the detail it removes is a few thousandths of white."""
 
     FEATURES = 4
 
-    def __init__(self, size: int, hidden: int = 32):
+    def __init__(self, size: int, hidden: int = 32, context: int = 0):
         super().__init__()
-        self.size = size
-        self.net = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        self.size, self.context = size, context
+        self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, size * size + 1, 1))
@@ -625,9 +648,16 @@ class SpatialRefine(nn.Module):
             parts += [torch.log10(s) + 2, torch.log10(box_blur(y, 5).clamp(min=1e-4))]
             return torch.cat(parts, dim=1)
 
-    def forward(self, output: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, output: torch.Tensor, sigma: torch.Tensor,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if (context is None) != (self.context == 0) or (context is not None and context.shape[1] != self.context):
+            got = None if context is None else tuple(context.shape)
+            raise BurstKPNError(f"the last spatial stage reads {self.context} context maps, got {got}")
         with torch.autocast(output.device.type, enabled=False):
-            raw = self.net(self.features(output, sigma))
+            inputs = self.features(output, sigma)
+            if context is not None:
+                inputs = torch.cat([inputs, context.float()], dim=1)
+            raw = self.net(inputs)
             b, _, h, w = raw.shape
             kernels = torch.softmax(raw[:, :-1], dim=1).reshape(b, 1, self.size, self.size, h, w)
             strength = 1.5 * torch.tanh(raw[:, -1])
@@ -696,14 +726,19 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
             "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain",
-            "gain_resampling", "refine")
+            "gain_resampling", "refine", "refine_context")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
     """Whether ``new`` is ``old`` plus growable parts (validity inputs, mismatch inputs, a coarse stage),
     possibly with another pre-alignment (same weights, new inputs to fine-tune on)."""
     added = {name: getattr(new, name) for name in GROWABLE if not getattr(old, name)}
-    return old != new and replace(old, prealign=new.prealign, **added) == new
+    if not old.refine:  # a new last stage comes with its own width
+        added["refine_hidden"] = new.refine_hidden
+    try:
+        return old != new and replace(old, prealign=new.prealign, **added) == new
+    except BurstKPNError:  # old's parts with new's growable ones are no valid model (a part without what it needs)
+        return False
 
 
 def input_groups(config: ModelConfig) -> dict[str, slice]:

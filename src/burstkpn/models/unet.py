@@ -47,6 +47,11 @@ class UNet(nn.Module):
         return 2 ** (len(self.encoder) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C_in, H, W) -> (the output (B, C_out, H, W), the head's input (B, widths[0 or 1], H or H/2, W or W/2)):
+        the last decoder level's features, which a later stage may read (`ModelConfig.refine_context`)."""
         # CPU inference: oneDNN's 3x3 convolutions run ~1.4x faster on channels-last maps (kpn, 512², 2 AVX2
         # cores); the head's input goes back to planar maps, so its many outputs (kernels) stay planar
         channels_last = x.device.type == "cpu" and not torch.is_grad_enabled()
@@ -63,10 +68,11 @@ class UNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stack(torch.cat([x, skip], dim=1))
-        x = self.head(x.contiguous() if channels_last else x)
+        features = x.contiguous() if channels_last else x
+        x = self.head(features)
         if self.half_res_output:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return x
+        return x, features
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
