@@ -26,7 +26,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True, "brightness_input": True, "prealign": "global"},
                                           {"noise_gain": True, "gain_resampling": True}),
                                          ({"agreement_blend": True, "noise_gain": True}, {"refine": 5}), ({}, {"refine": 3}),
-                                         ({"refine": 3}, {"refine_context": True}), ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
+                                         ({"refine": 3}, {"refine_context": True}), ({"refine": 3, "refine_context": True}, {"refine_search": 5}), ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -381,6 +381,55 @@ def test_refine_context_is_the_unets_last_features():
         ModelConfig(**TINY, refine_context=True)
     with pytest.raises(BurstKPNError, match="context maps"):
         model.refine(merged, sigma)
+
+
+def test_nonlocal_means_against_a_naive_loop_and_its_wiring():
+    """`nonlocal_means`: each pixel the softmax(-max(d - 2σ², 0) / h²)-weighted mean of its neighbours in the search
+    window, d the mean squared difference of their 5x5 patches (border replicated): checked against a loop over pixels,
+    neighbours and patch taps. In the last stage (`ModelConfig.refine_search`) its second strength moves the refined
+    output toward those means, with h = σ·exp(its own channel)."""
+    from burstkpn.models.kpn import SpatialRefine, nonlocal_means
+
+    gen = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 1, 9, 8, generator=gen)
+    sigma = torch.full_like(image, 0.05)
+    bandwidth = 0.03 + 0.1 * torch.rand(1, 1, 9, 8, generator=gen)
+    got = nonlocal_means(image, sigma, bandwidth, 3)
+    padded = torch.nn.functional.pad(image, (3, 3, 3, 3), mode="replicate")[0, 0]  # the neighbours' patches reach 3 px out
+    diff_pad = lambda y, x, dy, dx: padded[y + 3 + dy, x + 3 + dx]  # noqa: E731
+    expected = torch.empty(9, 8)
+    for y in range(9):
+        for x in range(8):
+            logits, values = [], []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    # the squared-difference map of this offset, replicated at the border, then its 5x5 mean
+                    d = 0.0
+                    for py in range(-2, 3):
+                        for px in range(-2, 3):
+                            yy, xx = min(max(y + py, 0), 8), min(max(x + px, 0), 7)
+                            d += float(diff_pad(yy, xx, dy, dx) - image[0, 0, yy, xx]) ** 2 / 25
+                    logits.append(-max(d - 2 * 0.05**2, 0.0) / float(bandwidth[0, 0, y, x]) ** 2)
+                    values.append(float(diff_pad(y, x, dy, dx)))
+            weights = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
+            expected[y, x] = float((weights * torch.tensor(values, dtype=torch.float64)).sum())
+    torch.testing.assert_close(got[0, 0], expected, rtol=0, atol=1e-5)
+
+    stage = SpatialRefine(3, hidden=4, search=3)
+    with torch.no_grad():
+        stage.net[-1].bias[9] = 0.0  # the local kernel's strength s = 0: the non-local part alone
+        stage.net[-1].bias[10] = 0.4  # log(h / sigma)
+        stage.net[-1].bias[11] = 0.7  # its strength
+    output, told = image[:, 0], torch.full((1, 9, 8), 0.05)
+    with torch.no_grad():
+        refined, strength = stage(output, told)
+    means = nonlocal_means(image, told[:, None], told[:, None] * torch.exp(torch.tensor(0.4)), 3)[:, 0]
+    s2 = 1.5 * torch.tanh(torch.tensor(0.7))
+    torch.testing.assert_close(refined, output + s2 * (means - output), rtol=0, atol=1e-6)
+    torch.testing.assert_close(strength, torch.full_like(strength, float(s2)))
+    for bad in ({"refine_search": 5}, {"refine": 3, "refine_search": 4}, {"refine": 3, "refine_search": 1}):
+        with pytest.raises(BurstKPNError, match="refine_search"):
+            ModelConfig(**{**TINY, **bad})
 
 
 @pytest.mark.parametrize("valid", [None, [1.0, 1.0, 0.0, 1.0]])

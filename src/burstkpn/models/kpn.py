@@ -126,6 +126,12 @@ class ModelConfig:
     refine_context: bool = False
     # The width of the last spatial stage's three hidden layers.
     refine_hidden: int = 32
+    # The last spatial stage also moves the output toward its non-local means over a window of this size (0: none;
+    # `nonlocal_means`: 5x5 patches, each neighbour weighted by its patch's distance against a bandwidth h per
+    # pixel), by a second strength; h and the strength come from the stage's net. Where frames line up, what is
+    # left is the spatial denoising of a high-SNR image, which BM3D on the merge does with similar patches from
+    # further than a 5x5 kernel reaches. The strength is 0 at first: a grown model is unchanged.
+    refine_search: int = 0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -150,6 +156,9 @@ class ModelConfig:
             raise BurstKPNError(f"noise_gain scales the noise map a KPN's kernels see: a KPN only, got {self.kind!r}")
         if self.refine and (self.refine < 3 or self.refine % 2 == 0 or self.kind != "kpn"):
             raise BurstKPNError(f"refine is a KPN's last spatial stage, an odd kernel size >= 3, got {self.refine} on {self.kind}")
+        if self.refine_search and (not self.refine or self.refine_search < 3 or self.refine_search % 2 == 0):
+            raise BurstKPNError(f"refine_search is a window of the last spatial stage: an odd size >= 3 with refine, got "
+                                f"{self.refine_search} with refine = {self.refine}")
         if self.refine_hidden < 1:
             raise BurstKPNError(f"refine_hidden must be positive, got {self.refine_hidden}")
         if self.refine_context and not self.refine:
@@ -256,7 +265,7 @@ class KPN(BurstDenoiser):
                                      smoothing=config.smoothed_mean) if config.agreement_blend else None)
         self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
         context = config.widths[1 if config.half_res_output else 0] if config.refine_context else 0
-        self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context)
+        self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context, search=config.refine_search)
                        if config.refine else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
@@ -624,18 +633,21 @@ class SpatialRefine(nn.Module):
     s (B, H, W)): refined = output + s·(k ⊛ output - output), k (B, K, K, H, W) a softmax over the K×K taps,
     s = 1.5·tanh(·), both from a conv net (three 3x3 layers) over log10 sigma, the brightness and the output's
     detail in units of sigma (against its 3x3 and 5x5 local means), and with ``context`` > 0 that many maps of the
-    U-Net's last features (`ModelConfig.refine_context`). The last layer's weights are zero: s = 0 at first (a grown model computes
-    what it did before). Runs in float32: the detail it removes is a few thousandths of white."""
+    U-Net's last features (`ModelConfig.refine_context`). With ``search`` > 0 (`ModelConfig.refine_search`) the refined
+    output moves further, by a second strength s2 = 1.5·tanh(·), toward the output's `nonlocal_means` over a search x search
+    window with a bandwidth h = sigma·exp(·) per pixel, both from two more outputs of the net; strength is then s + s2.
+    The last layer's weights are zero: s = s2 = 0 at first (a grown model computes what it did before). Runs in float32:
+    the detail it removes is a few thousandths of white."""
 
     FEATURES = 4
 
-    def __init__(self, size: int, hidden: int = 32, context: int = 0):
+    def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0):
         super().__init__()
-        self.size, self.context = size, context
+        self.size, self.context, self.search = size, context, search
         self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
-                                 nn.Conv2d(hidden, size * size + 1, 1))
+                                 nn.Conv2d(hidden, size * size + 1 + 2 * int(search > 0), 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -659,10 +671,33 @@ class SpatialRefine(nn.Module):
                 inputs = torch.cat([inputs, context.float()], dim=1)
             raw = self.net(inputs)
             b, _, h, w = raw.shape
-            kernels = torch.softmax(raw[:, :-1], dim=1).reshape(b, 1, self.size, self.size, h, w)
-            strength = 1.5 * torch.tanh(raw[:, -1])
+            taps = self.size * self.size
+            kernels = torch.softmax(raw[:, :taps], dim=1).reshape(b, 1, self.size, self.size, h, w)
+            strength = 1.5 * torch.tanh(raw[:, taps])
             filtered = apply_kernels(output.float()[:, None], kernels, padding="replicate")[0]
-            return output + strength * (filtered - output), strength
+            refined = output + strength * (filtered - output)
+            if self.search:
+                y = output.float()[:, None]
+                bandwidth = sigma.float()[:, None].clamp(min=1e-6) * torch.exp(raw[:, taps + 1 : taps + 2].clamp(-5, 5))
+                means = nonlocal_means(y, sigma.float()[:, None], bandwidth, self.search)[:, 0]
+                second = 1.5 * torch.tanh(raw[:, taps + 2])
+                refined = refined + second * (means - output)
+                strength = strength + second
+            return refined, strength
+
+
+def nonlocal_means(image: torch.Tensor, sigma: torch.Tensor, bandwidth: torch.Tensor, search: int,
+                   patch: int = 5) -> torch.Tensor:
+    """image, sigma (its noise std), bandwidth (B, 1, H, W) -> (B, 1, H, W): each pixel the mean of its search x search
+    neighbours (edges replicated) weighted by softmax(-max(d - 2 sigma², 0) / bandwidth²), d the mean squared difference
+    of the patch x patch patches around the pixel and the neighbour (Buades et al. 2005, with the noise's expected
+    distance taken off). Every neighbour's map is held at once: search² maps per pixel."""
+    b, _, h, w = image.shape
+    r = search // 2
+    neighbours = F.unfold(F.pad(image, (r, r, r, r), mode="replicate"), search).reshape(b, search * search, h, w)
+    distance = box_blur((neighbours - image) ** 2, patch)
+    weights = torch.softmax(-F.relu(distance - 2 * sigma**2) / bandwidth**2, dim=1)
+    return (weights * neighbours).sum(dim=1, keepdim=True)
 
 
 def resampling_softness(shifts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -726,7 +761,7 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
             "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain",
-            "gain_resampling", "refine", "refine_context")
+            "gain_resampling", "refine", "refine_context", "refine_search")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
