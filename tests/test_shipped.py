@@ -59,9 +59,11 @@ def test_variable_model_never_loses_to_its_single_frame_self(gain):
     from burstkpn.models.kpn import denoise_array
     from burstkpn.weights import shipped_weights
 
-    path = next((p for p in shipped_weights() if p.stem == "kpn-variable"), None)
+    from burstkpn.weights import SHORT_BURST_MODEL
+
+    path = next((p for p in shipped_weights() if p.stem == SHORT_BURST_MODEL), None)
     if path is None:
-        pytest.skip("no shipped kpn-variable")
+        pytest.skip(f"no shipped {SHORT_BURST_MODEL}")
     model = load_model(path)
     scores = np.zeros((4, 8))
     for seed in range(4):
@@ -89,7 +91,9 @@ def test_default_command_takes_short_and_long_bursts(tmp_path, n, capsys):
                   linear_to_srgb8(np.clip(frame, 0, 1)))
     assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert ("kpn-variable" in out) == (n < 8)
+    from burstkpn.weights import SHORT_BURST_MODEL
+
+    assert (SHORT_BURST_MODEL in out) == (n < 8)
     from burstkpn.camera import srgb8_to_linear
     from burstkpn.io.images import read_image
 

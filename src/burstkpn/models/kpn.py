@@ -247,7 +247,7 @@ class KPN(BurstDenoiser):
       where merged is the sum of per_frame; with ``mean_blend`` blend (B, H, W): the weight b of the
       frames' mean in the output; with ``agreement_blend`` agreement (B, H, W): the same for `AgreementBlend`; with
       ``noise_gain`` noise_gain (B, H, W): the factor on the noise map the network saw (`NoiseGain`); with ``refine``
-      refine (B, H, W): the strength s of the last spatial stage (`SpatialRefine`).
+      refine (B, H, W): the strength of the last spatial stage (`SpatialRefine`: s, plus s2 with ``refine_search``).
     """
 
     def __init__(self, config: ModelConfig):
