@@ -215,12 +215,24 @@ class BurstDenoiser(nn.Module):
 
     def network(self, burst: torch.Tensor, noise_map: torch.Tensor | None, valid: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, H, W) [+ (B, 1, H, W)] [+ valid (B, N)] -> U-Net output (B, C_out, H, W), padded and cropped back."""
-        return self.network_features(burst, noise_map, valid)[0]
+        x = self.network_input(burst, noise_map, valid)
+        h, w = x.shape[-2:]
+        return self.unet(pad_to_multiple(x, self.unet.multiple))[..., :h, :w]
 
     def network_features(self, burst: torch.Tensor, noise_map: torch.Tensor | None,
                          valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """As `network`, also -> the U-Net's last decoder features (B, C, H, W) (`UNet.forward_features`; with
         ``half_res_output`` upsampled as the head's output is)."""
+        x = self.network_input(burst, noise_map, valid)
+        h, w = x.shape[-2:]
+        out, features = self.unet.forward_features(pad_to_multiple(x, self.unet.multiple))
+        if self.config.half_res_output:
+            features = F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False)
+        return out[..., :h, :w], features[..., :h, :w]
+
+    def network_input(self, burst: torch.Tensor, noise_map: torch.Tensor | None,
+                      valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The U-Net's input (B, C_in, H, W): frames, [noise map], [validity maps], [mismatch maps]."""
         self.check_input(burst, noise_map)
         parts = [burst, noise_map] if self.config.uses_noise_map else [burst]
         if self.config.variable_frames:
@@ -229,12 +241,7 @@ class BurstDenoiser(nn.Module):
             parts.append(flags[:, :, None, None].expand(b, n, h, w).to(burst.dtype))
         if self.config.difference_inputs:
             parts.append(mismatch_maps(burst, noise_map, valid))
-        x = torch.cat(parts, dim=1)
-        h, w = x.shape[-2:]
-        out, features = self.unet.forward_features(pad_to_multiple(x, self.unet.multiple))
-        if self.config.half_res_output:
-            features = F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False)
-        return out[..., :h, :w], features[..., :h, :w]
+        return torch.cat(parts, dim=1)
 
 
 class KPN(BurstDenoiser):
