@@ -376,7 +376,7 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
             gating += 3 * big + features + 2 * 16 + 4 + 4 * smoothed
         if getattr(config, "noise_gain", False):  # its features (8), two hidden layers of 16, the scaled noise map
             gating += 3 * big + 8 + 2 * 16 + 2
-        if getattr(config, "refine", 0):  # its features (4), three hidden layers of 32, K² + 1 outputs, the softmax,
+        if getattr(config, "refine", 0):  # its features (4), three hidden layers (refine_hidden), K² + 1 outputs, the softmax,
             # one frame's squared kernels, with refine_context a float32 copy of the U-Net's last features, with
             # refine_search the non-local means' neighbours, distances, weights and their product (S² maps each)
             search = getattr(config, "refine_search", 0)
