@@ -26,7 +26,8 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True, "brightness_input": True, "prealign": "global"},
                                           {"noise_gain": True, "gain_resampling": True}),
                                          ({"agreement_blend": True, "noise_gain": True}, {"refine": 5}), ({}, {"refine": 3}),
-                                         ({"refine": 3}, {"refine_context": True}), ({"refine": 3, "refine_context": True}, {"refine_search": 5}), ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
+                                         ({"refine": 3}, {"refine_context": True}), ({"refine": 3, "refine_context": True}, {"refine_search": 5}),
+                                         ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
                                          ({"normalize_kernels": True, "difference_inputs": True}, {"variable_frames": True})])
@@ -356,7 +357,7 @@ def test_refine_context_is_the_unets_last_features():
     """`ModelConfig.refine_context`: the last spatial stage reads, after its own four maps, the U-Net's last decoder
     features, the very maps the kernel head reads (cropped like the head's output on a padded input), and they change
     its kernels; without refine the option is refused."""
-    from burstkpn.models.kpn import SpatialRefine, output_noise
+    from burstkpn.models.kpn import SpatialRefine
 
     model = build_model(ModelConfig(**{**TINY, "half_res_output": False}, init="random", refine=3, refine_context=True)).eval()
     torch.manual_seed(2)

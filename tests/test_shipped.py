@@ -57,9 +57,7 @@ def test_variable_model_never_loses_to_its_single_frame_self(gain):
     at least as well as when given the reference alone (averaged over 4 seeded bursts)."""
     from burstkpn.metrics import psnr
     from burstkpn.models.kpn import denoise_array
-    from burstkpn.weights import shipped_weights
-
-    from burstkpn.weights import SHORT_BURST_MODEL
+    from burstkpn.weights import SHORT_BURST_MODEL, shipped_weights
 
     path = next((p for p in shipped_weights() if p.stem == SHORT_BURST_MODEL), None)
     if path is None:
