@@ -115,6 +115,10 @@ def inspect_burst(model, frames: np.ndarray, noise: NoiseLevel, plane: int = 0) 
     if blend is not None:  # the output is (1 - b)·kernels' merge + b·mean of the valid frames
         valid = out["valid"][0].float().numpy()
         contrib = (1 - blend) * contrib + blend * (valid / max(valid.sum(), 1))[:, None, None]
+    if "reference" in out:  # then (1 - r)·that + r·the reference frame
+        r = pick(out["reference"]).float().numpy()
+        contrib = (1 - r) * contrib
+        contrib[0] += r
     noise_map = np.sqrt(noise.sigma_read**2 + noise.sigma_shot * np.clip(seen[0], 0, None))
     gain = pick(out["noise_gain"]).float().numpy() if "noise_gain" in out else None
     refine = pick(out["refine"]).float().numpy() if "refine" in out else None

@@ -103,6 +103,12 @@ class ModelConfig:
     # static base-ISO bursts the mean smoothed by s = 0.3-0.8 px gains 0.9-1.7 dB over it (the shipped kernels lose
     # 1.7 to it there). Zero weights at first: a model grown with it computes what it did before.
     smoothed_mean: tuple[float, ...] = ()
+    # The agreement blend also moves the output toward the reference frame, by one more output r in [0, 1] (after the
+    # blend toward the mean): where the other frames disagree with the reference and the kernels' merge is worse than
+    # the reference alone, the reference is the unbiased estimate left (HDR+'s merge falls back to it the same way).
+    # Short bursts need it: a 2-frame burst with a fraction-of-a-pixel offset has a soft mean and, for a model trained
+    # mostly on 8 frames, kernels that blur. r = 0 at first: a model grown with it computes what it did before.
+    reference_blend: bool = False
     # Noise gain (KPN only): the noise map the network sees is the true one times g = exp(r) per pixel, r from a small
     # per-pixel network of the evidence that frames agree (`NoiseGain`: the mismatch features of the agreement blend,
     # the noise level, the brightness and the mean's detail). The kernels learnt that a quiet burst is a misaligned
@@ -132,6 +138,13 @@ class ModelConfig:
     # left is the spatial denoising of a high-SNR image, which BM3D on the merge does with similar patches from
     # further than a 5x5 kernel reaches. The strength is 0 at first: a grown model is unchanged.
     refine_search: int = 0
+    # The last spatial stage also moves the output toward an empirical Wiener filter of it in a sliding P x P DCT
+    # (0: none; P here; `dct_wiener`): each patch's coefficients of the stage's input scaled by p²/(p² + λ_k σ²), p the
+    # same coefficient of the stage's own estimate (its kernel and non-local parts) and λ_k a learnt factor per
+    # coefficient (1 at first), the patches put back with BM3D's weights, by a third strength from the stage's net.
+    # BM3D's second step, without its block matching: a transform's sparsity is a prior no per-pixel kernel has, and
+    # on the bright aligned bursts BM3D on the merge still leads by 0.6-0.9 dB. The strength is 0 at first.
+    refine_wiener: int = 0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -159,6 +172,9 @@ class ModelConfig:
         if self.refine_search and (not self.refine or self.refine_search < 3 or self.refine_search % 2 == 0):
             raise BurstKPNError(f"refine_search is a window of the last spatial stage: an odd size >= 3 with refine, got "
                                 f"{self.refine_search} with refine = {self.refine}")
+        if self.refine_wiener and (not self.refine or self.refine_wiener < 2):
+            raise BurstKPNError(f"refine_wiener is a DCT patch size of the last spatial stage: >= 2 with refine, got "
+                                f"{self.refine_wiener} with refine = {self.refine}")
         if self.refine_hidden < 1:
             raise BurstKPNError(f"refine_hidden must be positive, got {self.refine_hidden}")
         if self.refine_context and not self.refine:
@@ -169,6 +185,8 @@ class ModelConfig:
         if self.smoothed_mean and (not self.agreement_blend or min(self.smoothed_mean) <= 0):
             raise BurstKPNError(f"smoothed_mean is a target of the agreement blend: it needs agreement_blend and positive "
                                 f"Gaussian stds, got {self.smoothed_mean} with agreement_blend = {self.agreement_blend}")
+        if self.reference_blend and not self.agreement_blend:
+            raise BurstKPNError("reference_blend is an output of the agreement blend: it needs agreement_blend")
         if self.brightness_input and not self.agreement_blend:
             raise BurstKPNError("brightness_input is an input of the agreement blend: it needs agreement_blend")
         if self.resampling_input and not (self.agreement_blend and self.prealign != "none"):
@@ -269,11 +287,12 @@ class KPN(BurstDenoiser):
                 head.bias[: bias.numel()].copy_(bias.flatten())
         self.gate = RobustGate() if config.robust_gate else None
         self.agree = (AgreementBlend(resampling=config.resampling_input, brightness=config.brightness_input,
-                                     smoothing=config.smoothed_mean) if config.agreement_blend else None)
+                                     smoothing=config.smoothed_mean, reference=config.reference_blend)
+                      if config.agreement_blend else None)
         self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
         context = config.widths[1 if config.half_res_output else 0] if config.refine_context else 0
-        self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context, search=config.refine_search)
-                       if config.refine else None)
+        self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context, search=config.refine_search,
+                                     wiener=config.refine_wiener) if config.refine else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -338,10 +357,10 @@ def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Te
                       blend_raw: torch.Tensor | None = None, agree: nn.Module | None = None,
                       shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """output (B, H, W) of the kernels, burst (B, N, H, W), sigma (B, H, W), valid (B, N) or None -> (output moved
-    toward the frames' mean, {[blend][, agreement]}): by b = `blend_weight` of the head's ``blend_raw`` (B, H, W)
-    (``mean_blend``), then by a = ``agree``'s weight toward its target (`AgreementBlend`, ``agreement_blend``: the
-    mean, or with ``smoothed_mean`` the mean smoothed in space as much as it says; ``shifts`` (B, N, 2) the
-    pre-alignment's shifts, for its resampling input)."""
+    toward the frames' mean, {[blend][, agreement][, reference]}): by b = `blend_weight` of the head's ``blend_raw``
+    (B, H, W) (``mean_blend``), then by a = ``agree``'s weight toward its target (`AgreementBlend`, ``agreement_blend``:
+    the mean, or with ``smoothed_mean`` the mean smoothed in space as much as it says; ``shifts`` (B, N, 2) the
+    pre-alignment's shifts, for its resampling input), then by r toward the reference frame (``reference_blend``)."""
     if blend_raw is None and agree is None:
         return output, {}
     mean, result = frame_mean(burst, valid), {}
@@ -350,9 +369,12 @@ def blend_toward_mean(output: torch.Tensor, burst: torch.Tensor, sigma: torch.Te
         output = output + blend * (mean - output)
         result["blend"] = blend
     if agree is not None:
-        agreement, target = agree(burst, sigma[:, None], valid, output, mean, shifts)
+        agreement, target, reference = agree(burst, sigma[:, None], valid, output, mean, shifts)
         output = output + agreement * (target - output)
         result["agreement"] = agreement
+        if reference is not None:
+            output = output + reference * (burst[:, 0].float() - output)
+            result["reference"] = reference
     return output, result
 
 
@@ -512,7 +534,8 @@ class AgreementBlend(nn.Module):
     (`DETAIL_SIZES`). Where frames agree the mean is unbiased and has the least noise any equal-weight merge can
     have, so it is what a burst whose frames line up should come out as, up to spatial denoising: ``smoothing``
     (Gaussian stds in px, `ModelConfig.smoothed_mean`) adds that, as one more output per std.
-    forward -> (b (B, H, W), target (B, H, W): the mean, or the mean smoothed as the extra outputs say).
+    forward -> (b (B, H, W), target (B, H, W): the mean, or the mean smoothed as the extra outputs say, r (B, H, W) the
+    weight of the reference frame after the blend with ``reference`` (`ModelConfig.reference_blend`), else None).
     """
 
     SIZES = (5, 11)
@@ -520,13 +543,15 @@ class AgreementBlend(nn.Module):
     FEATURES = 2 * len(SIZES) + len(SIZES) + 1  # (+ 1 with ``resampling``, + 1 with ``brightness``, + 2 with ``smoothing``)
 
     def __init__(self, hidden: int = 16, resampling: bool = False, brightness: bool = False,
-                 smoothing: tuple[float, ...] = ()):
+                 smoothing: tuple[float, ...] = (), reference: bool = False):
         super().__init__()
         self.resampling, self.brightness, self.smoothing = resampling, brightness, tuple(smoothing)
+        self.reference = reference
         inputs = self.FEATURES + int(resampling) + int(brightness) + len(self.DETAIL_SIZES) * bool(self.smoothing)
+        # outputs: b, one per smoothing std, then r (``reference``): the last, so a grown head extends with zeros
         self.mlp = nn.Sequential(nn.Conv2d(inputs, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
-                                 nn.Conv2d(hidden, 1 + len(self.smoothing), 1))
-        nn.init.zeros_(self.mlp[-1].weight)  # b = 0 (and the target the plain mean) everywhere at first
+                                 nn.Conv2d(hidden, 1 + len(self.smoothing) + int(reference), 1))
+        nn.init.zeros_(self.mlp[-1].weight)  # b = r = 0 (and the target the plain mean) everywhere at first
         nn.init.zeros_(self.mlp[-1].bias)
 
     def features(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
@@ -551,7 +576,7 @@ class AgreementBlend(nn.Module):
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Tensor | None,
                 output: torch.Tensor, mean: torch.Tensor,
-                shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         x = self.features(burst, noise_map, valid, output, mean, shifts)
         with torch.autocast(burst.device.type, enabled=False):
             raw = self.mlp(x)
@@ -560,7 +585,7 @@ class AgreementBlend(nn.Module):
                 with torch.no_grad():
                     smoothed = gaussian_blur(mean.float()[:, None], std)[:, 0]
                 target = target + blend_weight(raw[:, 1 + j]) * (smoothed - target)
-            return blend_weight(raw[:, 0]), target
+            return blend_weight(raw[:, 0]), target, blend_weight(raw[:, -1]) if self.reference else None
 
 
 class NoiseGain(nn.Module):
@@ -614,9 +639,11 @@ def output_noise(kernels: torch.Tensor, sigma: torch.Tensor, valid: torch.Tensor
                  blends: dict[str, torch.Tensor]) -> torch.Tensor:
     """The noise std left in a KPN's output, were the frames' noise independent with std ``sigma`` (B, H, W):
     kernels (B, N, K, K, H, W) as applied, then each blend toward the frames' mean in ``blends`` ("blend", then
-    "agreement", weights (B, H, W)) -> (B, H, W). In units of sigma^2, the merge's variance is the kernels' energy
-    e = sum k^2, its covariance with the mean c/n (c the centre taps' sum, n the valid frames); a blend by w gives
-    var' = (1-w)^2 var + w^2/n + 2w(1-w) cov and cov' = (1-w) cov + w/n. (A smoothed-mean target counts as the mean.)"""
+    "agreement", weights (B, H, W)), then the blend toward the reference frame ("reference") -> (B, H, W). In units of
+    sigma^2, the merge's variance is the kernels' energy e = sum k^2, its covariance with the mean c/n (c the centre
+    taps' sum, n the valid frames) and with the reference c0 (the reference's centre tap); a blend toward the mean by w
+    gives var' = (1-w)^2 var + w^2/n + 2w(1-w) cov, cov' = (1-w) cov + w/n and c0' = (1-w) c0 + w/n, one toward the
+    reference var' = (1-w)^2 var + w^2 + 2w(1-w) c0. (A smoothed-mean target counts as the mean.)"""
     with torch.no_grad(), torch.autocast(kernels.device.type, enabled=False):
         b, frames, k = kernels.shape[:3]
         n = (torch.full((b,), float(frames), device=kernels.device) if valid is None
@@ -624,12 +651,17 @@ def output_noise(kernels: torch.Tensor, sigma: torch.Tensor, valid: torch.Tensor
         var = torch.zeros_like(sigma, dtype=torch.float32)
         for i in range(frames):  # frame by frame: no copy of every kernel at once
             var += kernels[:, i].float().square().sum(dim=(1, 2))
-        cov = kernels[:, :, k // 2, k // 2].float().sum(1) / n
+        centre = kernels[:, :, k // 2, k // 2].float()
+        cov, cov_ref = centre.sum(1) / n, centre[:, 0]
         for name in ("blend", "agreement"):
             w = blends.get(name)
             if w is not None:
                 w = w.float()
-                var, cov = (1 - w) ** 2 * var + w**2 / n + 2 * w * (1 - w) * cov, (1 - w) * cov + w / n
+                var, cov, cov_ref = (1 - w) ** 2 * var + w**2 / n + 2 * w * (1 - w) * cov, (1 - w) * cov + w / n, (1 - w) * cov_ref + w / n
+        w = blends.get("reference")
+        if w is not None:
+            w = w.float()
+            var = (1 - w) ** 2 * var + w**2 + 2 * w * (1 - w) * cov_ref
         return sigma.float() * var.clamp(min=0).sqrt()
 
 
@@ -643,20 +675,25 @@ class SpatialRefine(nn.Module):
     U-Net's last features (`ModelConfig.refine_context`). With ``search`` > 0 (`ModelConfig.refine_search`) the refined
     output moves further, by a second strength s2 = 1.5·tanh(·), toward the output's `nonlocal_means` over a search x search
     window with a bandwidth h = sigma·exp(·) per pixel, both from two more outputs of the net; strength is then s + s2.
-    The last layer's weights are zero: s = s2 = 0 at first (a grown model computes what it did before). Runs in float32:
-    the detail it removes is a few thousandths of white."""
+    With ``wiener`` > 0 (`ModelConfig.refine_wiener`) it then moves by a third strength s3 = 1.5·tanh(·) (the net's last
+    output) toward `dct_wiener` of the stage's input, with the refined output so far as its pilot; strength is then
+    s + s2 + s3. The last layer's weights are zero: s = s2 = s3 = 0 at first (a grown model computes what it did
+    before). Runs in float32: the detail it removes is a few thousandths of white."""
 
     FEATURES = 4
 
-    def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0):
+    def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0, wiener: int = 0):
         super().__init__()
-        self.size, self.context, self.search = size, context, search
+        self.size, self.context, self.search, self.wiener = size, context, search, wiener
         self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
-                                 nn.Conv2d(hidden, size * size + 1 + 2 * int(search > 0), 1))
+                                 nn.Conv2d(hidden, size * size + 1 + 2 * int(search > 0) + int(wiener > 0), 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        if wiener:  # log λ_k per DCT coefficient: the classical empirical Wiener filter at first
+            self.wiener_log_scale = nn.Parameter(torch.zeros(wiener * wiener))
+            self.register_buffer("dct_basis", dct_basis(wiener), persistent=False)
 
     @staticmethod
     def features(output: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -690,7 +727,45 @@ class SpatialRefine(nn.Module):
                 second = 1.5 * torch.tanh(raw[:, taps + 2])
                 refined = refined + second * (means - output)
                 strength = strength + second
+            if self.wiener:
+                wiener = dct_wiener(output.float()[:, None], refined.float()[:, None], sigma.float()[:, None],
+                                    self.dct_basis, self.wiener_log_scale.exp())[:, 0]
+                third = 1.5 * torch.tanh(raw[:, -1])
+                refined = refined + third * (wiener - refined)
+                strength = strength + third
             return refined, strength
+
+
+def dct_basis(size: int) -> torch.Tensor:
+    """-> (size², 1, size, size) float32: the orthonormal 2-D DCT-II basis, coefficient k = (u, v) at k = u·size + v
+    (k = 0 the patch's mean times size)."""
+    x = torch.arange(size, dtype=torch.float64)
+    u = torch.arange(size, dtype=torch.float64)[:, None]
+    c = torch.cos(torch.pi * (2 * x + 1) * u / (2 * size)) * torch.where(u == 0, (1 / size) ** 0.5, (2 / size) ** 0.5)
+    return (c[:, None, :, None] * c[None, :, None, :]).reshape(size * size, 1, size, size).float()
+
+
+def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, basis: torch.Tensor,
+               scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Empirical Wiener filtering in a sliding DCT (the second step of BM3D, Dabov et al. 2007, without grouping):
+    noisy, pilot (an estimate of the clean image), sigma (noisy's noise std) (B, 1, H, W), basis (P², 1, P, P) from
+    `dct_basis`, scale (P²,) a factor on the noise variance per coefficient (None: 1) -> (B, 1, H, W).
+
+    Every P x P patch (edges replicated) has its coefficients c scaled by g = p²/(p² + scale·σ²), p the pilot's and σ²
+    the patch's mean noise variance; the filtered patches are put back, each weighted by 1/(σ² Σ g²) (BM3D's
+    aggregation: a patch that kept less noise counts more), and every pixel is their weighted mean."""
+    size = basis.shape[-1]
+    pad = (size - 1, size - 1, size - 1, size - 1)
+    coeffs = F.conv2d(F.pad(noisy, pad, mode="replicate"), basis)  # (B, P², H + P - 1, W + P - 1)
+    guide = F.conv2d(F.pad(pilot, pad, mode="replicate"), basis)
+    var = F.avg_pool2d(F.pad(sigma**2, pad, mode="replicate"), size, stride=1).clamp(min=1e-12)
+    noise = var * (1.0 if scale is None else scale[None, :, None, None])
+    gain = guide**2 / (guide**2 + noise)
+    weight = 1 / (var * gain.square().sum(dim=1, keepdim=True)).clamp(min=1e-12)
+    total = F.conv_transpose2d(coeffs * gain * weight, basis)
+    coverage = F.conv_transpose2d(weight, torch.ones_like(basis[:1]))
+    crop = (slice(None), slice(None), slice(size - 1, -(size - 1)), slice(size - 1, -(size - 1)))
+    return total[crop] / coverage[crop]
 
 
 def nonlocal_means(image: torch.Tensor, sigma: torch.Tensor, bandwidth: torch.Tensor, search: int,
@@ -767,8 +842,8 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
-            "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "noise_gain",
-            "gain_resampling", "refine", "refine_context", "refine_search")
+            "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "reference_blend", "noise_gain",
+            "gain_resampling", "refine", "refine_context", "refine_search", "refine_wiener")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
