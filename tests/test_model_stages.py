@@ -752,35 +752,35 @@ def test_reference_blend_moves_the_output_toward_the_reference_frame():
 
 def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_bm3d_weights():
     """`dct_wiener` against a naive loop over patches: each P x P patch of the edge-replicated image (every patch that
-    covers a pixel of the image) goes through the orthonormal DCT (`dct_basis`: B·Bᵀ = I), each coefficient is scaled
-    by p²/(p² + λ_k·σ̄²), p the pilot's coefficient and σ̄² the patch's mean noise variance, and the patches are
-    averaged per pixel with weights 1/(σ̄² Σ g²). Scaling the noise variance the wrong way round, or averaging
-    without the weights, fails it."""
-    from burstkpn.models.kpn import dct_basis, dct_wiener
+    covers a pixel of the image) goes through the orthonormal 2-D DCT (built here as the outer products of
+    `dct_matrix`'s rows, C·Cᵀ = I), each coefficient (u, v) is scaled by p²/(p² + λ·σ̄²), p the pilot's coefficient,
+    λ the factor at v·P + u and σ̄² the patch's mean noise variance, and the patches are averaged per pixel with weights
+    1/(σ̄² Σ g²). Scaling the noise variance the wrong way round, or averaging without the weights, fails it."""
+    from burstkpn.models.kpn import dct_matrix, dct_wiener
 
     size = 4
-    basis = dct_basis(size)
-    flat = basis.reshape(size * size, -1).double()
-    torch.testing.assert_close(flat @ flat.T, torch.eye(size * size, dtype=torch.float64), atol=1e-6, rtol=0)
+    c = dct_matrix(size).double()
+    torch.testing.assert_close(c @ c.T, torch.eye(size, dtype=torch.float64), atol=1e-6, rtol=0)
+    flat = torch.stack([torch.outer(c[u], c[v]).reshape(-1) for v in range(size) for u in range(size)])
     g = torch.Generator().manual_seed(0)
     h, w = 7, 9
     noisy = torch.rand(1, 1, h, w, generator=g, dtype=torch.float64)
     pilot = noisy + 0.05 * torch.randn(1, 1, h, w, generator=g, dtype=torch.float64)
     sigma = 0.02 + 0.08 * torch.rand(1, 1, h, w, generator=g, dtype=torch.float64)
     scale = 0.5 + torch.rand(size * size, generator=g, dtype=torch.float64)
-    got = dct_wiener(noisy, pilot, sigma, basis.double(), scale)
+    got = dct_wiener(noisy, pilot, sigma, c, scale)
     pad = size - 1
     grow = lambda x: F.pad(x, (pad,) * 4, mode="replicate")[0, 0]  # noqa: E731
     y, p, v = grow(noisy), grow(pilot), grow(sigma**2)
     total, weights = torch.zeros(h + 2 * pad, w + 2 * pad, dtype=torch.float64), torch.zeros(h + 2 * pad, w + 2 * pad, dtype=torch.float64)
     for i in range(h + pad):
         for j in range(w + pad):
-            c = flat @ y[i : i + size, j : j + size].reshape(-1)
+            coeffs = flat @ y[i : i + size, j : j + size].reshape(-1)
             q = flat @ p[i : i + size, j : j + size].reshape(-1)
             var = v[i : i + size, j : j + size].mean()
             gain = q**2 / (q**2 + scale * var)
             weight = 1 / (var * (gain**2).sum())
-            total[i : i + size, j : j + size] += weight * (flat.T @ (gain * c)).reshape(size, size)
+            total[i : i + size, j : j + size] += weight * (flat.T @ (gain * coeffs)).reshape(size, size)
             weights[i : i + size, j : j + size] += weight
     want = (total / weights)[pad:-pad, pad:-pad]
     torch.testing.assert_close(got[0, 0], want, atol=1e-9, rtol=0)
@@ -789,15 +789,15 @@ def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_
 def test_dct_wiener_with_a_clean_pilot_removes_most_of_the_noise():
     """The oracle Wiener filter (the pilot is the clean image): on a smooth photo-like image with noise of std 0.02 it
     leaves well under half the noise's error; a pilot equal to the noisy image itself keeps more of it."""
-    from burstkpn.models.kpn import dct_basis, dct_wiener
+    from burstkpn.models.kpn import dct_matrix, dct_wiener
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     clean = (0.4 + 0.3 * torch.sin(6 * xx) * torch.cos(4 * yy))[None, None]
     noisy = clean + 0.02 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
     sigma = torch.full_like(clean, 0.02)
     rmse = lambda x: float((x - clean).square().mean().sqrt())  # noqa: E731
-    oracle = dct_wiener(noisy, clean, sigma, dct_basis(8))
-    itself = dct_wiener(noisy, noisy, sigma, dct_basis(8))
+    oracle = dct_wiener(noisy, clean, sigma, dct_matrix(8))
+    itself = dct_wiener(noisy, noisy, sigma, dct_matrix(8))
     assert rmse(oracle) < 0.25 * rmse(noisy), (rmse(oracle), rmse(noisy))
     assert rmse(oracle) < rmse(itself) < rmse(noisy)
 
@@ -820,9 +820,9 @@ def test_refine_wiener_moves_the_output_toward_the_dct_wiener_of_the_stage_input
         stage.net[-1].bias[-1] = float(np.arctanh(s3 / 1.5))
         refined, strength = stage(output, sigma)
     assert (pilot - output).abs().max() > 1e-3
-    want = pilot + s3 * (dct_wiener(output[:, None], pilot[:, None], sigma[:, None], stage.dct_basis)[:, 0] - pilot)
+    want = pilot + s3 * (dct_wiener(output[:, None], pilot[:, None], sigma[:, None], stage.dct_matrix)[:, 0] - pilot)
     torch.testing.assert_close(refined, want, rtol=0, atol=1e-6)
     torch.testing.assert_close(strength, torch.full_like(strength, 0.5 + s3))
-    assert "dct_basis" not in stage.state_dict() and stage.wiener_log_scale.shape == (16,)
+    assert "dct_matrix" not in stage.state_dict() and stage.wiener_log_scale.shape == (16,)
     with pytest.raises(BurstKPNError, match="refine_wiener"):
         ModelConfig(**TINY, refine_wiener=4)

@@ -693,7 +693,7 @@ class SpatialRefine(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
         if wiener:  # log λ_k per DCT coefficient: the classical empirical Wiener filter at first
             self.wiener_log_scale = nn.Parameter(torch.zeros(wiener * wiener))
-            self.register_buffer("dct_basis", dct_basis(wiener), persistent=False)
+            self.register_buffer("dct_matrix", dct_matrix(wiener), persistent=False)
 
     @staticmethod
     def features(output: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -729,41 +729,56 @@ class SpatialRefine(nn.Module):
                 strength = strength + second
             if self.wiener:
                 wiener = dct_wiener(output.float()[:, None], refined.float()[:, None], sigma.float()[:, None],
-                                    self.dct_basis, self.wiener_log_scale.exp())[:, 0]
+                                    self.dct_matrix, self.wiener_log_scale.exp())[:, 0]
                 third = 1.5 * torch.tanh(raw[:, -1])
                 refined = refined + third * (wiener - refined)
                 strength = strength + third
             return refined, strength
 
 
-def dct_basis(size: int) -> torch.Tensor:
-    """-> (size², 1, size, size) float32: the orthonormal 2-D DCT-II basis, coefficient k = (u, v) at k = u·size + v
-    (k = 0 the patch's mean times size)."""
+def dct_matrix(size: int) -> torch.Tensor:
+    """-> (size, size) float32: the orthonormal 1-D DCT-II, row u the u-th basis vector (row 0 constant)."""
     x = torch.arange(size, dtype=torch.float64)
     u = torch.arange(size, dtype=torch.float64)[:, None]
     c = torch.cos(torch.pi * (2 * x + 1) * u / (2 * size)) * torch.where(u == 0, (1 / size) ** 0.5, (2 / size) ** 0.5)
-    return (c[:, None, :, None] * c[None, :, None, :]).reshape(size * size, 1, size, size).float()
+    return c.float()
 
 
-def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, basis: torch.Tensor,
+def patch_dct(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """image (B, 1, H, W), matrix (P, P) from `dct_matrix` -> (B, P², H - P + 1, W - P + 1): the 2-D DCT of every P x P
+    patch, coefficient (u down, v across) in channel v·P + u. Separable (2P multiply-adds per coefficient, not P²)."""
+    size = matrix.shape[0]
+    across = F.conv2d(image, matrix.reshape(size, 1, 1, size))  # channel v
+    return F.conv2d(across, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size)
+
+
+def patch_idct(coeffs: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `patch_dct`: (B, P², H', W') -> (B, 1, H' + P - 1, W' + P - 1), every patch's inverse DCT added
+    where the patch sits."""
+    size = matrix.shape[0]
+    down = F.conv_transpose2d(coeffs, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size)
+    return F.conv_transpose2d(down, matrix.reshape(size, 1, 1, size))
+
+
+def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, matrix: torch.Tensor,
                scale: torch.Tensor | None = None) -> torch.Tensor:
     """Empirical Wiener filtering in a sliding DCT (the second step of BM3D, Dabov et al. 2007, without grouping):
-    noisy, pilot (an estimate of the clean image), sigma (noisy's noise std) (B, 1, H, W), basis (P², 1, P, P) from
-    `dct_basis`, scale (P²,) a factor on the noise variance per coefficient (None: 1) -> (B, 1, H, W).
+    noisy, pilot (an estimate of the clean image), sigma (noisy's noise std) (B, 1, H, W), matrix (P, P) from
+    `dct_matrix`, scale (P²,) a factor on the noise variance per coefficient (`patch_dct`'s order; None: 1) ->
+    (B, 1, H, W).
 
     Every P x P patch (edges replicated) has its coefficients c scaled by g = p²/(p² + scale·σ²), p the pilot's and σ²
     the patch's mean noise variance; the filtered patches are put back, each weighted by 1/(σ² Σ g²) (BM3D's
     aggregation: a patch that kept less noise counts more), and every pixel is their weighted mean."""
-    size = basis.shape[-1]
+    size = matrix.shape[0]
     pad = (size - 1, size - 1, size - 1, size - 1)
-    coeffs = F.conv2d(F.pad(noisy, pad, mode="replicate"), basis)  # (B, P², H + P - 1, W + P - 1)
-    guide = F.conv2d(F.pad(pilot, pad, mode="replicate"), basis)
+    coeffs = patch_dct(F.pad(noisy, pad, mode="replicate"), matrix)  # (B, P², H + P - 1, W + P - 1)
+    guide = patch_dct(F.pad(pilot, pad, mode="replicate"), matrix).square_()
     var = F.avg_pool2d(F.pad(sigma**2, pad, mode="replicate"), size, stride=1).clamp(min=1e-12)
-    noise = var * (1.0 if scale is None else scale[None, :, None, None])
-    gain = guide**2 / (guide**2 + noise)
+    gain = guide / (guide + var * (1.0 if scale is None else scale[None, :, None, None]))
     weight = 1 / (var * gain.square().sum(dim=1, keepdim=True)).clamp(min=1e-12)
-    total = F.conv_transpose2d(coeffs * gain * weight, basis)
-    coverage = F.conv_transpose2d(weight, torch.ones_like(basis[:1]))
+    total = patch_idct(coeffs * gain * weight, matrix)
+    coverage = F.conv_transpose2d(weight, torch.ones(1, 1, size, size, dtype=weight.dtype, device=weight.device))
     crop = (slice(None), slice(None), slice(size - 1, -(size - 1)), slice(size - 1, -(size - 1)))
     return total[crop] / coverage[crop]
 
