@@ -119,7 +119,7 @@ def test_default_weights_lookup_and_missing_model_message(tmp_path, capsys, monk
     found = default_weights()
     assert found is None or found.name == "kpn-refine.safetensors"
     if found is not None:  # a short burst gets the shipped variable-length model, a long one the default
-        assert default_weights(frames=5).name == "kpn-variable.safetensors"
+        assert default_weights(frames=5).name == "kpn-variable-refine.safetensors"
         assert default_weights(frames=12) == default_weights(frames=8) == found
     # An install without shipped weights (e.g. a bare source tree) must say so in one line.
     monkeypatch.setattr(burstkpn.weights, "default_weights", lambda frames=None, layout=None: None)
@@ -162,14 +162,14 @@ def test_a_changed_suffix_is_announced(tmp_path, tiny_weights, capsys):
 
 
 def test_a_one_frame_burst_uses_the_variable_length_model(tmp_path, capsys):
-    from burstkpn.weights import shipped_weights
+    from burstkpn.weights import SHORT_BURST_MODEL, shipped_weights
 
-    if "kpn-variable" not in {p.stem for p in shipped_weights()}:
-        pytest.skip("no shipped kpn-variable")
+    if SHORT_BURST_MODEL not in {p.stem for p in shipped_weights()}:
+        pytest.skip(f"no shipped {SHORT_BURST_MODEL}")
     clean = _gray_burst(tmp_path / "one", 1, size=32)
     assert main(["denoise", str(tmp_path / "one"), "-o", str(tmp_path / "one.png"), "--noise", "0.02,0.01", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "kpn-variable" in out and "1 frame(s)" in out
+    assert SHORT_BURST_MODEL in out and "1 frame(s)" in out
     result = srgb8_to_linear(iio.imread(tmp_path / "one.png"))
     reference = srgb8_to_linear(iio.imread(tmp_path / "one" / "frame0.png"))
     assert psnr(result, clean, 1.0) > psnr(reference, clean, 1.0) + 1  # spatial denoising of the one frame

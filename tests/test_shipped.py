@@ -116,7 +116,7 @@ def test_a_shipped_model_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
         resolve_model("no-such-model")
 
 
-@pytest.mark.parametrize("name", ["kpn", "kpn-refine", "kpn-bayer-preview"])
+@pytest.mark.parametrize("name", ["kpn", "kpn-refine", "kpn-variable-refine", "kpn-bayer-preview"])
 def test_shipped_models_keep_the_brightness_of_a_flat_field(name):
     """A flat field with the noise the model is told comes out at its frames' mean level (within 1 %), every plane of a
     joint raw model too, with white-balanced and with equal planes: a free kernel sum can learn to brighten

@@ -31,7 +31,7 @@ def shipped_weights() -> list[Path]:
     return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".safetensors"))
 
 
-SHORT_BURST_MODEL = "kpn-variable"  # shipped model for bursts shorter than the default takes
+SHORT_BURST_MODEL = "kpn-variable-refine"  # shipped model for bursts shorter than the default takes (grown on kpn-variable)
 
 
 JOINT_MODELS = {"raw": "kpn-bayer", "colour": "kpn-rgb"}  # shipped joint models, default for these bursts
@@ -43,7 +43,7 @@ def default_weights(frames: int | None = None, layout: str | None = None) -> Pat
     ``layout``: "raw" (a Bayer burst denoised at full resolution) or "colour" picks the shipped joint model
     for it (`JOINT_MODELS`) when there is one and it takes a burst of ``frames`` frames; otherwise the
     grayscale default runs per plane. With ``frames`` (a burst's length) shorter than the default model
-    takes, the shipped variable-length model (``kpn-variable``) when there is one.
+    takes, the shipped variable-length model (`SHORT_BURST_MODEL`) when there is one.
     """
     shipped = {p.stem: p for p in shipped_weights()}
     joint = shipped.get(JOINT_MODELS.get(layout, ""))
