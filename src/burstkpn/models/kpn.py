@@ -775,9 +775,16 @@ def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, ma
     coeffs = patch_dct(F.pad(noisy, pad, mode="replicate"), matrix)  # (B, P², H + P - 1, W + P - 1)
     guide = patch_dct(F.pad(pilot, pad, mode="replicate"), matrix).square_()
     var = F.avg_pool2d(F.pad(sigma**2, pad, mode="replicate"), size, stride=1).clamp(min=1e-12)
-    gain = guide / (guide + var * (1.0 if scale is None else scale[None, :, None, None]))
-    weight = 1 / (var * gain.square().sum(dim=1, keepdim=True)).clamp(min=1e-12)
-    total = patch_idct(coeffs * gain * weight, matrix)
+    noise = var if scale is None else var * scale[None, :, None, None]
+    if torch.is_grad_enabled():
+        gain = guide / (guide + noise)
+        weight = 1 / (var * gain.square().sum(dim=1, keepdim=True)).clamp(min=1e-12)
+        filtered = coeffs * gain * weight
+    else:  # the same in place: P² maps per pixel, each pass over them costs as much as the DCT itself
+        gain = guide.div_(guide + noise)
+        weight = (var * torch.linalg.vector_norm(gain, dim=1, keepdim=True).square_()).clamp_(min=1e-12).reciprocal_()
+        filtered = coeffs.mul_(gain).mul_(weight)
+    total = patch_idct(filtered, matrix)
     coverage = F.conv_transpose2d(weight, torch.ones(1, 1, size, size, dtype=weight.dtype, device=weight.device))
     crop = (slice(None), slice(None), slice(size - 1, -(size - 1)), slice(size - 1, -(size - 1)))
     return total[crop] / coverage[crop]
