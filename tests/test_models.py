@@ -216,5 +216,5 @@ def test_a_part_fitted_on_frozen_weights_ships_alone_and_loads_back_onto_them(tm
     with pytest.raises(BurstKPNError, match="fitted on other weights"):
         load_model(tmp_path / "part.safetensors")
     (tmp_path / "base.safetensors").unlink()
-    with pytest.raises(BurstKPNError, match="not beside it"):
+    with pytest.raises(BurstKPNError, match="neither beside it nor shipped"):
         load_model(tmp_path / "part.safetensors")

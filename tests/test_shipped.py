@@ -139,3 +139,20 @@ def test_shipped_models_keep_the_brightness_of_a_flat_field(name):
             # against the frames' own mean there (the draws' noise cancels): what any brightness-keeping merge gives
             gains = out[..., 8:-8, 8:-8].mean(axis=(-2, -1)) / noisy[..., 8:-8, 8:-8].reshape(len(ratios), -1).mean(axis=-1)
             assert np.all(np.abs(gains - 1) < 0.01), (ratios, level, gains)
+
+
+def test_a_part_fitted_on_a_shipped_model_loads_from_anywhere(tmp_path):
+    """A grown-part file (`save_weights` with ``base``) away from its base finds the shipped base by name, checked by
+    digest: the same weights as loaded beside it."""
+    import shutil
+
+    import torch
+
+    from burstkpn.weights import shipped_weights
+
+    part = next((p for p in shipped_weights() if p.stem == "kpn-refine"), None)
+    if part is None or "base" not in read_metadata(part):
+        pytest.skip("no shipped part file")
+    shutil.copy(part, tmp_path / "elsewhere.safetensors")
+    here, there = load_model(part).state_dict(), load_model(tmp_path / "elsewhere.safetensors").state_dict()
+    assert here.keys() == there.keys() and all(torch.equal(here[k], there[k]) for k in here)

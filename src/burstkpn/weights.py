@@ -158,13 +158,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> BurstDen
 
 
 def base_state(path: Path, base: dict, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights a grown part stored at ``path`` sits on (`save_weights` with ``base``): the base file next to it,
-    grown to ``model``'s config; one-line errors when it is missing or is not the file the part was fitted on."""
+    """The weights a grown part stored at ``path`` sits on (`save_weights` with ``base``): the base file next to it, or
+    else the shipped model of that name (a part fitted on a shipped model can be kept anywhere: the digest says it is
+    the same file), grown to ``model``'s config; one-line errors when it is missing or is not the file the part was
+    fitted on."""
     from burstkpn.models.kpn import can_grow, grow_state
 
-    where = Path(path).parent / str(base.get("file", ""))
+    name = str(base.get("file", ""))
+    where = Path(path).parent / name
     if not where.is_file():
-        raise BurstKPNError(f"{path}: a part fitted on {where.name}, which is not beside it")
+        shipped = {p.name: p for p in shipped_weights()}
+        if name not in shipped:
+            raise BurstKPNError(f"{path}: a part fitted on {where.name}, which is neither beside it nor shipped")
+        where = shipped[name]
     base_model = load_model(where)
     if not can_grow(base_model.config, model.config) or state_digest(base_model.state_dict()) != base.get("digest"):
         raise BurstKPNError(f"{path}: fitted on other weights than {where} (its digest or config differs)")
