@@ -790,7 +790,7 @@ def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_
 
 def test_dct_wiener_with_a_clean_pilot_removes_most_of_the_noise():
     """The oracle Wiener filter (the pilot is the clean image): on a smooth photo-like image with noise of std 0.02 it
-    leaves well under half the noise's error; a pilot equal to the noisy image itself keeps more of it."""
+    leaves under a quarter of the noise's error; a pilot equal to the noisy image itself keeps more of it."""
     from burstkpn.models.kpn import dct_matrix, dct_wiener
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
