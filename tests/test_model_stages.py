@@ -31,6 +31,7 @@ TINY = {"widths": (4, 8), "convs_per_level": 1, "frames": 4, "kernel_size": 3}
                                          ({"agreement_blend": True, "noise_gain": True}, {"refine": 5}), ({}, {"refine": 3}),
                                          ({"refine": 3}, {"refine_context": True}), ({"refine": 3, "refine_context": True}, {"refine_search": 5}),
                                          ({"refine": 3, "refine_search": 5}, {"refine_wiener": 4}),
+                                         ({"refine": 3}, {"refine_wiener": 4, "refine_wiener_mean": True}),
                                          ({}, {"refine": 3, "refine_context": True, "refine_hidden": 8}),
                                          # validity maps go before the mismatch maps the model already has
                                          ({"difference_inputs": True}, {"variable_frames": True}),
@@ -828,3 +829,52 @@ def test_refine_wiener_moves_the_output_toward_the_dct_wiener_of_the_stage_input
     assert "dct_matrix" not in stage.state_dict() and stage.wiener_log_scale.shape == (16,)
     with pytest.raises(BurstKPNError, match="refine_wiener"):
         ModelConfig(**TINY, refine_wiener=4)
+
+
+def test_refine_wiener_mean_filters_the_frames_mean_with_its_own_noise():
+    """`ModelConfig.refine_wiener_mean`: the third strength moves the refined output toward `dct_wiener` of the frames'
+    mean (noise mean_sigma), not of the stage's input; the net's two extra maps start at zero weight (neutral); a stage
+    built for the mean refuses to run without it, and a fitted filter is not handed the new input by growing."""
+    from burstkpn.models.kpn import SpatialRefine, dct_wiener
+
+    stage = SpatialRefine(3, hidden=4, wiener=4, wiener_mean=True)
+    g = torch.Generator().manual_seed(0)
+    output = 0.5 + 0.1 * torch.rand(1, 12, 12, generator=g)
+    mean = output + 0.05 * torch.randn(1, 12, 12, generator=g)
+    sigma, mean_sigma = torch.full((1, 12, 12), 0.03), torch.full((1, 12, 12), 0.01)
+    with torch.no_grad():
+        same, _ = stage(output, sigma, None, mean, mean_sigma)
+        torch.testing.assert_close(same, output)
+        s3 = 0.7
+        stage.net[-1].bias[-1] = float(np.arctanh(s3 / 1.5))
+        refined, strength = stage(output, sigma, None, mean, mean_sigma)
+    want = output + s3 * (dct_wiener(mean[:, None], output[:, None], mean_sigma[:, None], stage.dct_matrix)[:, 0] - output)
+    torch.testing.assert_close(refined, want, rtol=0, atol=1e-6)
+    of_input = output + s3 * (dct_wiener(output[:, None], output[:, None], sigma[:, None], stage.dct_matrix)[:, 0] - output)
+    assert (refined - of_input).abs().max() > 1e-3
+    assert stage.net[0].weight.shape[1] == SpatialRefine.FEATURES + 2
+    features = SpatialRefine.mean_features(output, sigma, mean, mean_sigma)
+    d2 = (mean - output).square()[:, None]
+    torch.testing.assert_close(features[:, 0:1], torch.log1p(F.avg_pool2d(F.pad(d2, (1, 1, 1, 1), mode="replicate"), 3, 1) / 0.001))
+    with pytest.raises(BurstKPNError, match="mean"):
+        stage(output, sigma)
+    with pytest.raises(BurstKPNError, match="refine_wiener_mean"):
+        ModelConfig(**TINY, refine=3, refine_wiener_mean=True)
+    fitted = ModelConfig(**TINY, refine=3, refine_wiener=4)
+    assert not can_grow(fitted, ModelConfig(**TINY, refine=3, refine_wiener=4, refine_wiener_mean=True))
+
+
+def test_refine_wiener_mean_is_handed_the_valid_frames_mean_and_the_noise_over_their_count():
+    """The KPN hands its last stage the mean of the valid pre-aligned frames and sigma / sqrt(valid frames), sigma the
+    per-frame noise map the network was given (not the merge's noise, not over all N frames)."""
+    model = build_model(ModelConfig(**TINY, variable_frames=True, refine=3, refine_wiener=4, refine_wiener_mean=True)).eval()
+    seen = {}
+    model.register_forward_pre_hook(lambda mod, args: seen.update(noise=args[1]))
+    model.refine.register_forward_pre_hook(lambda mod, args: seen.update(args=args))
+    burst = torch.rand(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    valid = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    with torch.no_grad():
+        out = predict(model, burst, 0.02, 0.004, valid=valid)
+    _, _, _, mean, mean_sigma = seen["args"]
+    torch.testing.assert_close(mean, out["burst"][:, [0, 1, 3]].mean(dim=1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(mean_sigma, seen["noise"][:, 0] / 3**0.5, rtol=1e-6, atol=0)

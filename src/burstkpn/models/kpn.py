@@ -145,6 +145,12 @@ class ModelConfig:
     # BM3D's second step, without its block matching: a transform's sparsity is a prior no per-pixel kernel has, and
     # on the bright aligned bursts BM3D on the merge still leads by 0.6-0.9 dB. The strength is 0 at first.
     refine_wiener: int = 0
+    # The Wiener filter reads the frames' mean (noise std sigma/sqrt(n)) in place of the stage's input, and the stage's
+    # net reads two more maps: how far the mean is from that input, in units of their noise (3x3 and 7x7 windows).
+    # The filter assumes white noise: a merge's is spread by its kernels (measured offline on the shipped weights,
+    # static s4 gbase: 48.52 dB filtering the merge, 49.52 filtering the mean, bm3d-merged 49.35), while the mean of
+    # pre-aligned frames keeps it white; where the frames disagree the net learns to leave the filter out.
+    refine_wiener_mean: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -175,6 +181,8 @@ class ModelConfig:
         if self.refine_wiener and (not self.refine or self.refine_wiener < 2):
             raise BurstKPNError(f"refine_wiener is a DCT patch size of the last spatial stage: >= 2 with refine, got "
                                 f"{self.refine_wiener} with refine = {self.refine}")
+        if self.refine_wiener_mean and not self.refine_wiener:
+            raise BurstKPNError("refine_wiener_mean is the input of the last stage's Wiener filter: it needs refine_wiener")
         if self.refine_hidden < 1:
             raise BurstKPNError(f"refine_hidden must be positive, got {self.refine_hidden}")
         if self.refine_context and not self.refine:
@@ -292,7 +300,8 @@ class KPN(BurstDenoiser):
         self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
         context = config.widths[1 if config.half_res_output else 0] if config.refine_context else 0
         self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context, search=config.refine_search,
-                                     wiener=config.refine_wiener) if config.refine else None)
+                                     wiener=config.refine_wiener, wiener_mean=config.refine_wiener_mean)
+                       if config.refine else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, shifts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -319,7 +328,13 @@ class KPN(BurstDenoiser):
         output, blends = blend_toward_mean(output, burst, sigma, valid, raw[:, -1] if self.config.mean_blend else None,
                                            self.agree, shifts)
         if self.refine is not None:
-            output, result["refine"] = self.refine(output, output_noise(result["kernels"], sigma, valid, blends), features)
+            mean = mean_sigma = None
+            if self.config.refine_wiener_mean:  # the frames' mean and its noise std, sigma / sqrt(frames counted)
+                mean = frame_mean(burst, valid)
+                frames = torch.full((b,), float(n), device=burst.device) if valid is None else valid.float().sum(1).clamp(min=1)
+                mean_sigma = sigma.float() / frames.sqrt()[:, None, None]
+            output, result["refine"] = self.refine(output, output_noise(result["kernels"], sigma, valid, blends), features,
+                                                   mean, mean_sigma)
         if self.noise_gain is not None:
             result["noise_gain"] = gain
         return {"output": output, **result, **blends}
@@ -677,15 +692,19 @@ class SpatialRefine(nn.Module):
     window with a bandwidth h = sigma·exp(·) per pixel, both from two more outputs of the net; strength is then s + s2.
     With ``wiener`` > 0 (`ModelConfig.refine_wiener`) it then moves by a third strength s3 = 1.5·tanh(·) (the net's last
     output) toward `dct_wiener` of the stage's input, with the refined output so far as its pilot; strength is then
-    s + s2 + s3. The last layer's weights are zero: s = s2 = s3 = 0 at first (a grown model computes what it did
-    before). Runs in float32: the detail it removes is a few thousandths of white."""
+    s + s2 + s3. With ``wiener_mean`` (`ModelConfig.refine_wiener_mean`) the filter reads the frames' ``mean`` (noise
+    std ``mean_sigma``, both (B, H, W)) in place of the stage's input, and the net two more maps after the context:
+    log(1 + the local mean square of mean - output over their summed noise variances), 3x3 and 7x7. The last layer's
+    weights are zero: s = s2 = s3 = 0 at first (a grown model computes what it did before). Runs in float32: the detail
+    it removes is a few thousandths of white."""
 
     FEATURES = 4
 
-    def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0, wiener: int = 0):
+    def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0, wiener: int = 0,
+                 wiener_mean: bool = False):
         super().__init__()
-        self.size, self.context, self.search, self.wiener = size, context, search, wiener
-        self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
+        self.size, self.context, self.search, self.wiener, self.wiener_mean = size, context, search, wiener, wiener_mean
+        self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context + 2 * int(wiener_mean), hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, size * size + 1 + 2 * int(search > 0) + int(wiener > 0), 1))
@@ -704,15 +723,29 @@ class SpatialRefine(nn.Module):
             parts += [torch.log10(s) + 2, torch.log10(box_blur(y, 5).clamp(min=1e-4))]
             return torch.cat(parts, dim=1)
 
-    def forward(self, output: torch.Tensor, sigma: torch.Tensor,
-                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def mean_features(output: torch.Tensor, sigma: torch.Tensor, mean: torch.Tensor, mean_sigma: torch.Tensor) -> torch.Tensor:
+        """-> (B, 2, H, W) float32, detached: log(1 + box(d²) / (sigma² + mean_sigma²)), d = mean - output, over 3x3
+        and 7x7: about log 2 where the two differ by their noise alone, far more where the frames disagree."""
+        with torch.no_grad():
+            d2 = (mean.float() - output.float())[:, None].square()
+            v = (sigma.float().square() + mean_sigma.float().square())[:, None].clamp(min=1e-12)
+            return torch.cat([torch.log1p(box_blur(d2, size) / v).clamp(max=20) for size in (3, 7)], dim=1)
+
+    def forward(self, output: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor | None = None,
+                mean: torch.Tensor | None = None, mean_sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if (context is None) != (self.context == 0) or (context is not None and context.shape[1] != self.context):
             got = None if context is None else tuple(context.shape)
             raise BurstKPNError(f"the last spatial stage reads {self.context} context maps, got {got}")
+        if (mean is None or mean_sigma is None) == self.wiener_mean:
+            raise BurstKPNError(f"the last spatial stage {'reads' if self.wiener_mean else 'does not read'} the frames' "
+                                f"mean and its noise")
         with torch.autocast(output.device.type, enabled=False):
             inputs = self.features(output, sigma)
             if context is not None:
                 inputs = torch.cat([inputs, context.float()], dim=1)
+            if self.wiener_mean:
+                inputs = torch.cat([inputs, self.mean_features(output, sigma, mean, mean_sigma)], dim=1)
             raw = self.net(inputs)
             b, _, h, w = raw.shape
             taps = self.size * self.size
@@ -728,7 +761,8 @@ class SpatialRefine(nn.Module):
                 refined = refined + second * (means - output)
                 strength = strength + second
             if self.wiener:
-                wiener = dct_wiener(output.float()[:, None], refined.float()[:, None], sigma.float()[:, None],
+                noisy, noise = (mean, mean_sigma) if self.wiener_mean else (output, sigma)
+                wiener = dct_wiener(noisy.float()[:, None], refined.float()[:, None], noise.float()[:, None],
                                     self.dct_matrix, self.wiener_log_scale.exp())[:, 0]
                 third = 1.5 * torch.tanh(raw[:, -1])
                 refined = refined + third * (wiener - refined)
@@ -865,13 +899,15 @@ def mismatch_maps(burst: torch.Tensor, noise_map: torch.Tensor, valid: torch.Ten
 
 GROWABLE = ("variable_frames", "difference_inputs", "coarse_scales", "robust_gate", "normalize_kernels", "dc_bound",
             "mean_blend", "agreement_blend", "resampling_input", "brightness_input", "smoothed_mean", "reference_blend", "noise_gain",
-            "gain_resampling", "refine", "refine_context", "refine_search", "refine_wiener")
+            "gain_resampling", "refine", "refine_context", "refine_search", "refine_wiener", "refine_wiener_mean")
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
     """Whether ``new`` is ``old`` plus growable parts (validity inputs, mismatch inputs, a coarse stage),
     possibly with another pre-alignment (same weights, new inputs to fine-tune on)."""
     added = {name: getattr(new, name) for name in GROWABLE if not getattr(old, name)}
+    if old.refine_wiener and added.get("refine_wiener_mean"):  # a fitted filter handed another input is not neutral
+        return False
     if not old.refine:  # a new last stage comes with its own width
         added["refine_hidden"] = new.refine_hidden
     try:
