@@ -376,7 +376,7 @@ def test_refine_context_is_the_unets_last_features():
     noise = torch.full((1, 1, 11, 13), 0.02)
     with torch.no_grad():
         out = model(burst, noise)
-        merged, sigma, context = seen["refine"]
+        merged, sigma, context = seen["refine"][:3]
         torch.testing.assert_close(context, seen["head_in"][..., :11, :13])
         assert context.shape == (1, 4, 11, 13) and context.abs().max() > 0
         with_context = model.refine.net(torch.cat([SpatialRefine.features(merged, sigma), context], dim=1))
