@@ -148,7 +148,7 @@ class ModelConfig:
     # The Wiener filter reads the frames' mean (noise std sigma/sqrt(n)) in place of the stage's input, and the stage's
     # net reads two more maps: how far the mean is from that input, in units of their noise (3x3 and 7x7 windows).
     # The filter assumes white noise: a merge's is spread by its kernels (measured offline on the shipped weights,
-    # static s4 gbase: 48.52 dB filtering the merge, 49.52 filtering the mean, bm3d-merged 49.35), while the mean of
+    # static s4 gbase: 48.52 dB filtering the merge, 49.46 filtering the mean, bm3d-merged 49.35), while the mean of
     # pre-aligned frames keeps it white; where the frames disagree the net learns to leave the filter out.
     refine_wiener_mean: bool = False
 
