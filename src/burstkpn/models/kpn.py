@@ -331,8 +331,7 @@ class KPN(BurstDenoiser):
             mean = mean_sigma = None
             if self.config.refine_wiener_mean:  # the frames' mean and its noise std, sigma / sqrt(frames counted)
                 mean = frame_mean(burst, valid)
-                frames = torch.full((b,), float(n), device=burst.device) if valid is None else valid.float().sum(1).clamp(min=1)
-                mean_sigma = sigma.float() / frames.sqrt()[:, None, None]
+                mean_sigma = sigma.float() / frame_count(b, n, valid, burst.device).sqrt()[:, None, None]
             output, result["refine"] = self.refine(output, output_noise(result["kernels"], sigma, valid, blends), features,
                                                    mean, mean_sigma)
         if self.noise_gain is not None:
@@ -429,6 +428,13 @@ def frame_mean(burst: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
         return burst.float().mean(dim=1)
     weights = validity_scale(valid).to(burst.device) / burst.shape[1]
     return (burst.float() * weights[:, :, None, None].float()).sum(dim=1)
+
+
+def frame_count(batch: int, frames: int, valid: torch.Tensor | None, device) -> torch.Tensor:
+    """-> (batch,) float32: the frames a burst counts, all ``frames`` or its valid ones (``valid`` (B, N)), at least 1."""
+    if valid is None:
+        return torch.full((batch,), float(frames), device=device)
+    return valid.float().sum(1).clamp(min=1).to(device)
 
 
 KERNEL_SUM_FLOOR = 0.05  # a degenerate kernel sum cannot blow a normalised kernel up
@@ -661,8 +667,7 @@ def output_noise(kernels: torch.Tensor, sigma: torch.Tensor, valid: torch.Tensor
     reference var' = (1-w)^2 var + w^2 + 2w(1-w) c0. (A smoothed-mean target counts as the mean.)"""
     with torch.no_grad(), torch.autocast(kernels.device.type, enabled=False):
         b, frames, k = kernels.shape[:3]
-        n = (torch.full((b,), float(frames), device=kernels.device) if valid is None
-             else valid.float().sum(1).clamp(min=1))[:, None, None]
+        n = frame_count(b, frames, valid, kernels.device)[:, None, None]
         var = torch.zeros_like(sigma, dtype=torch.float32)
         for i in range(frames):  # frame by frame: no copy of every kernel at once
             var += kernels[:, i].float().square().sum(dim=(1, 2))
