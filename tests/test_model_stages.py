@@ -389,6 +389,28 @@ def test_refine_context_is_the_unets_last_features():
         model.refine(merged, sigma)
 
 
+@pytest.mark.parametrize("channels", [1, 5])  # avg_pool2d below 4 channels, a depthwise convolution from 4 on
+@pytest.mark.parametrize("size", [3, 5])
+def test_box_blur_against_a_naive_loop(channels, size):
+    """`box_blur`: each pixel the mean of its size x size neighbourhood, the border replicated; both code paths, in
+    float32 under bf16 autocast as well (the stages that read it run it on float32 maps)."""
+    from burstkpn.models.kpn import box_blur
+
+    x = torch.rand(2, channels, 7, 6, generator=torch.Generator().manual_seed(size))
+    r = size // 2
+    expected = torch.empty_like(x)
+    for y in range(7):
+        for col in range(6):
+            rows = [min(max(y + d, 0), 6) for d in range(-r, r + 1)]
+            cols = [min(max(col + d, 0), 5) for d in range(-r, r + 1)]
+            expected[..., y, col] = x[..., rows, :][..., cols].mean(dim=(-2, -1))
+    torch.testing.assert_close(box_blur(x, size), expected, rtol=0, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        blurred = box_blur(x, size)
+    assert blurred.dtype == torch.float32
+    torch.testing.assert_close(blurred, expected, rtol=0, atol=1e-6)
+
+
 def test_nonlocal_means_against_a_naive_loop_and_its_wiring():
     """`nonlocal_means`: each pixel the softmax(-max(d - 2σ², 0) / h²)-weighted mean of its neighbours in the search
     window, d the mean squared difference of their 5x5 patches (border replicated): checked against a loop over pixels,

@@ -868,9 +868,17 @@ def gate_scale(trust: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 
 
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) -> the same, each pixel the mean of its size x size neighbourhood (odd size, border replicated)."""
+    """(B, C, H, W) -> the same, each pixel the mean of its size x size neighbourhood (odd size, border replicated).
+    From 4 channels on (the frames' mismatch maps, the non-local means' distance maps) as a depthwise convolution:
+    the same sums (to float rounding), 1.5-7x faster on CPU than avg_pool2d, which is faster for one channel."""
     r = size // 2
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), size, stride=1)
+    padded = F.pad(x, (r, r, r, r), mode="replicate")
+    channels = x.shape[1]
+    if channels < 4:
+        return F.avg_pool2d(padded, size, stride=1)
+    weight = torch.full((channels, 1, size, size), 1.0 / (size * size), dtype=x.dtype, device=x.device)
+    with torch.autocast(x.device.type, enabled=False):  # in the input's precision, as avg_pool2d is
+        return F.conv2d(padded, weight, groups=channels)
 
 
 def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
