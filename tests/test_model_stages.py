@@ -442,6 +442,8 @@ def test_nonlocal_means_against_a_naive_loop_and_its_wiring():
             weights = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
             expected[y, x] = float((weights * torch.tensor(values, dtype=torch.float64)).sum())
     torch.testing.assert_close(got[0, 0], expected, rtol=0, atol=1e-5)
+    with torch.no_grad():  # the in-place path inference takes
+        torch.testing.assert_close(nonlocal_means(image, sigma, bandwidth, 3)[0, 0], expected, rtol=0, atol=1e-5)
 
     stage = SpatialRefine(3, hidden=4, search=3)
     with torch.no_grad():

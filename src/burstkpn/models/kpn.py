@@ -838,9 +838,16 @@ def nonlocal_means(image: torch.Tensor, sigma: torch.Tensor, bandwidth: torch.Te
     b, _, h, w = image.shape
     r = search // 2
     neighbours = F.unfold(F.pad(image, (r, r, r, r), mode="replicate"), search).reshape(b, search * search, h, w)
-    distance = box_blur((neighbours - image) ** 2, patch)
-    weights = torch.softmax(-F.relu(distance - 2 * sigma**2) / bandwidth**2, dim=1)
-    return (weights * neighbours).sum(dim=1, keepdim=True)
+    if torch.is_grad_enabled():
+        distance = box_blur((neighbours - image) ** 2, patch)
+        weights = torch.softmax(-F.relu(distance - 2 * sigma**2) / bandwidth**2, dim=1)
+        return (weights * neighbours).sum(dim=1, keepdim=True)
+    # the same in place: search² maps per pixel, each pass over them costs about as much as the box blur. The
+    # logits are <= 0 and the pixel itself (distance 0) gives 0, so exp needs no max taken off and its sum is >= 1
+    weights = box_blur((neighbours - image).square_(), patch)
+    weights.sub_(2 * sigma**2).relu_().div_(-(bandwidth**2)).exp_()
+    total = weights.sum(dim=1, keepdim=True)
+    return weights.mul_(neighbours).sum(dim=1, keepdim=True).div_(total)
 
 
 def resampling_softness(shifts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
