@@ -11,6 +11,7 @@ from burstkpn.noise import (
     clipped_mean,
     declip,
     impute_black,
+    mean_below,
     noise_level_for_gain,
     noise_std_map,
     sample_noise_level,
@@ -125,6 +126,19 @@ def test_clipped_mean_is_the_mean_of_clipped_noisy_draws(low, high, rng):
     if high is not None:
         assert m[-1] < 1 - 0.35 * std[-1]
     assert abs(m[4] - 0.5) < 1e-9
+
+
+def test_mean_below_is_the_mean_of_the_draws_the_cut_takes(rng):
+    """`mean_below`: E[v | v <= black] for v ~ N(scene, var(scene)), against the mean of the draws at or below
+    the black point out of 10⁶ per scene; far above black (the lower tail) it stays finite and below black."""
+    level = NoiseLevel(0.02, 0.01)
+    for scene, black in ((0.0, 0.0), (0.01, 0.0), (0.05, 0.0), (0.03, 0.02)):
+        std = np.sqrt(level.sigma_read**2 + level.sigma_shot * scene)
+        draws = scene + std * rng.standard_normal(1_000_000)
+        below = draws[draws <= black]
+        assert abs(float(mean_below(np.array([scene]), level, black)[0]) - below.mean()) < 4 * below.std() / np.sqrt(below.size)
+    far = mean_below(np.array([0.9]), level)
+    assert np.isfinite(far).all() and far[0] <= 0.0
 
 
 @pytest.mark.parametrize("scene", [0.0, 0.005, 0.01, 0.03])

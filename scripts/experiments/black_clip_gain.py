@@ -31,16 +31,11 @@ import numpy as np
 def impute_with_scene(frames: np.ndarray, scene: np.ndarray, level) -> np.ndarray:
     """frames (n, H, W) cut at 0, scene (n, H, W) the value under each pixel -> the cut values replaced by
     E[v | v <= 0] for v ~ N(scene, var(scene)) (`noise.impute_black` with the scene given instead of estimated)."""
-    from scipy.special import log_ndtr
-
-    from burstkpn.noise import noise_variance
+    from burstkpn.noise import mean_below
 
     out = np.array(frames, np.float32)
     cut = np.abs(out) <= 1e-4
-    s = np.maximum(scene[cut].astype(np.float64), 0.0)
-    std = np.maximum(np.sqrt(noise_variance(s, level.sigma_read, level.sigma_shot)), 1e-12)
-    a = -s / std
-    out[cut] = s - std * np.exp(-0.5 * a * a - log_ndtr(a)) / np.sqrt(2 * np.pi)
+    out[cut] = mean_below(np.maximum(scene[cut], 0.0), level)
     return out
 
 

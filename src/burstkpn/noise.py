@@ -204,14 +204,27 @@ def impute_black(frames: np.ndarray, level: NoiseLevel, black: float = 0.0, tol:
 def _impute_frame(frame: np.ndarray, level: NoiseLevel, black: float, tol: float, window: int) -> None:
     """`impute_black` on one (H, W) float32 frame, in place."""
     from scipy import ndimage
-    from scipy.special import log_ndtr
 
     cut = np.abs(frame - black) <= tol  # values below it were not cut (e.g. frames that hold negative values)
     if not cut.any():
         return
     local = ndimage.uniform_filter(frame, size=window, mode="reflect")[cut]
     scene = np.maximum(declip(local, level, black, None).astype(np.float64), black)
+    frame[cut] = mean_below(scene, level, black).astype(np.float32)
+
+
+def mills_ratio(a: np.ndarray) -> np.ndarray:
+    """φ(a) / Φ(a) of the standard normal (any shape, float64), through log Φ so that it stays finite far into the
+    lower tail: E[z | z <= a] = -φ(a) / Φ(a)."""
+    from scipy.special import log_ndtr
+
+    a = np.asarray(a, np.float64)
+    return np.exp(-0.5 * a * a - log_ndtr(a)) / _SQRT_2PI
+
+
+def mean_below(scene: np.ndarray, level: NoiseLevel, black: float = 0.0) -> np.ndarray:
+    """E[v | v <= black] for v ~ N(scene, var(scene)) at noise ``level`` (float64, the scene's shape): what a value
+    the sensor cut at the black point was on average, given the scene under it (`impute_black`'s fill)."""
+    scene = np.asarray(scene, np.float64)
     std = np.maximum(np.sqrt(noise_variance(scene, level.sigma_read, level.sigma_shot)), 1e-12)
-    a = (black - scene) / std
-    mills = np.exp(-0.5 * a * a - log_ndtr(a)) / _SQRT_2PI  # φ(a) / Φ(a): the truncated normal's mean shift
-    frame[cut] = (scene - std * mills).astype(np.float32)
+    return scene - std * mills_ratio((black - scene) / std)

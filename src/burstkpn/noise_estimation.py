@@ -83,7 +83,7 @@ from scipy.optimize import nnls
 from scipy.stats import chi2
 
 from burstkpn.errors import BurstKPNError
-from burstkpn.noise import NoiseLevel
+from burstkpn.noise import NoiseLevel, mills_ratio
 
 _HIGH_PASS = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 _HIGH_PASS_GAIN = float((_HIGH_PASS**2).sum())  # 36
@@ -336,8 +336,6 @@ def _pixel_means(u: np.ndarray, clipped: np.ndarray, sigma: float, mu: np.ndarra
     maximising its censored normal likelihood at noise std ``sigma`` (Newton steps on a concave function). The
     mean is >= 0 (a scene is not darker than black) unless ``beyond`` (a scene can be brighter than white: down to
     -10 sigma, where a pixel's values are all clipped and tell nothing of sigma)."""
-    from scipy.special import log_ndtr
-
     free = (~clipped).sum(axis=0)
     k = clipped.sum(axis=0)
     total = np.where(clipped, 0.0, u).sum(axis=0)
@@ -345,7 +343,7 @@ def _pixel_means(u: np.ndarray, clipped: np.ndarray, sigma: float, mu: np.ndarra
         mu = np.where(free > 0, total / np.maximum(free, 1), 0.0)
     for _ in range(_NEWTON_STEPS):
         a = -mu / sigma
-        mills = np.exp(-0.5 * a * a - log_ndtr(a)) / np.sqrt(2 * np.pi)  # phi(a) / Phi(a)
+        mills = mills_ratio(a)
         grad = (total - free * mu) / sigma**2 - k * mills / sigma
         hess = -(free + k * mills * (mills + a)) / sigma**2
         mu = np.maximum(mu - grad / np.minimum(hess, -1e-12), -10.0 * sigma if beyond else 0.0)
