@@ -3,6 +3,8 @@ and the bf16 hardware switch."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -775,9 +777,10 @@ def test_reference_blend_moves_the_output_toward_the_reference_frame():
         ModelConfig(**TINY, reference_blend=True)
 
 
-def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_bm3d_weights():
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_bm3d_weights(step):
     """`dct_wiener` against a naive loop over patches: each P x P patch of the edge-replicated image (every patch that
-    covers a pixel of the image) goes through the orthonormal 2-D DCT (built here as the outer products of
+    covers a pixel of the image; with ``step`` only those whose corner is on that grid) goes through the orthonormal 2-D DCT (built here as the outer products of
     `dct_matrix`'s rows, C·Cᵀ = I), each coefficient (u, v) is scaled by p²/(p² + λ·σ̄²), p the pilot's coefficient,
     λ the factor at v·P + u and σ̄² the patch's mean noise variance, and the patches are averaged per pixel with weights
     1/(σ̄² Σ g²). Scaling the noise variance the wrong way round, or averaging without the weights, fails it."""
@@ -793,13 +796,13 @@ def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_
     pilot = noisy + 0.05 * torch.randn(1, 1, h, w, generator=g, dtype=torch.float64)
     sigma = 0.02 + 0.08 * torch.rand(1, 1, h, w, generator=g, dtype=torch.float64)
     scale = 0.5 + torch.rand(size * size, generator=g, dtype=torch.float64)
-    got = dct_wiener(noisy, pilot, sigma, c, scale)
+    got = dct_wiener(noisy, pilot, sigma, c, scale, step)
     pad = size - 1
     grow = lambda x: F.pad(x, (pad,) * 4, mode="replicate")[0, 0]  # noqa: E731
     y, p, v = grow(noisy), grow(pilot), grow(sigma**2)
     total, weights = torch.zeros(h + 2 * pad, w + 2 * pad, dtype=torch.float64), torch.zeros(h + 2 * pad, w + 2 * pad, dtype=torch.float64)
-    for i in range(h + pad):
-        for j in range(w + pad):
+    for i in range(0, h + pad, step):
+        for j in range(0, w + pad, step):
             coeffs = flat @ y[i : i + size, j : j + size].reshape(-1)
             q = flat @ p[i : i + size, j : j + size].reshape(-1)
             var = v[i : i + size, j : j + size].mean()
@@ -810,7 +813,7 @@ def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_
     want = (total / weights)[pad:-pad, pad:-pad]
     torch.testing.assert_close(got[0, 0], want, atol=1e-9, rtol=0)
     with torch.no_grad():  # the in-place path inference takes
-        torch.testing.assert_close(dct_wiener(noisy, pilot, sigma, c, scale)[0, 0], want, atol=1e-9, rtol=0)
+        torch.testing.assert_close(dct_wiener(noisy, pilot, sigma, c, scale, step)[0, 0], want, atol=1e-9, rtol=0)
 
 
 def test_dct_wiener_with_a_clean_pilot_removes_most_of_the_noise():
@@ -829,12 +832,15 @@ def test_dct_wiener_with_a_clean_pilot_removes_most_of_the_noise():
     assert rmse(oracle) < rmse(itself) < rmse(noisy)
 
 
-def test_refine_wiener_moves_the_output_toward_the_dct_wiener_of_the_stage_input():
+@pytest.mark.parametrize("step", [1, 2])
+def test_refine_wiener_moves_the_output_toward_the_dct_wiener_of_the_stage_input(step):
     """`ModelConfig.refine_wiener`: the stage's last output s3 = 1.5·tanh(·) moves the refined output toward
-    `dct_wiener` of the stage's input (not of the refined output) with the refined output so far as pilot."""
-    from burstkpn.models.kpn import SpatialRefine, dct_wiener
+    `dct_wiener` of the stage's input (not of the refined output) with the refined output so far as pilot, its patches
+    every `refine_wiener_step` pixels (the config's step reaches the stage; a step past the patch size is refused;
+    a new filter grows with its own step, a fitted one does not change it by growing)."""
+    from burstkpn.models.kpn import SpatialRefine, can_grow, dct_wiener
 
-    stage = SpatialRefine(3, hidden=4, wiener=4)
+    stage = SpatialRefine(3, hidden=4, wiener=4, wiener_step=step)
     g = torch.Generator().manual_seed(0)
     output = 0.5 + 0.1 * torch.rand(1, 12, 12, generator=g)
     sigma = torch.full((1, 12, 12), 0.03)
@@ -847,12 +853,22 @@ def test_refine_wiener_moves_the_output_toward_the_dct_wiener_of_the_stage_input
         stage.net[-1].bias[-1] = float(np.arctanh(s3 / 1.5))
         refined, strength = stage(output, sigma)
     assert (pilot - output).abs().max() > 1e-3
-    want = pilot + s3 * (dct_wiener(output[:, None], pilot[:, None], sigma[:, None], stage.dct_matrix)[:, 0] - pilot)
+    want = pilot + s3 * (dct_wiener(output[:, None], pilot[:, None], sigma[:, None], stage.dct_matrix, None, step)[:, 0]
+                         - pilot)
     torch.testing.assert_close(refined, want, rtol=0, atol=1e-6)
     torch.testing.assert_close(strength, torch.full_like(strength, 0.5 + s3))
     assert "dct_matrix" not in stage.state_dict() and stage.wiener_log_scale.shape == (16,)
     with pytest.raises(BurstKPNError, match="refine_wiener"):
         ModelConfig(**TINY, refine_wiener=4)
+    config = ModelConfig(**TINY, refine=3, refine_wiener=4, refine_wiener_step=step)
+    assert build_model(config).refine.wiener_step == step
+    assert can_grow(ModelConfig(**TINY), config)
+    assert can_grow(replace(config, refine_wiener_step=3 - step), config) is False
+    for bad in (0, 5):
+        with pytest.raises(BurstKPNError, match="refine_wiener_step"):
+            ModelConfig(**TINY, refine=3, refine_wiener=4, refine_wiener_step=bad)
+    with pytest.raises(BurstKPNError, match="refine_wiener_step"):
+        ModelConfig(**TINY, refine=3, refine_wiener_step=2)
 
 
 def test_refine_wiener_mean_filters_the_frames_mean_with_its_own_noise():

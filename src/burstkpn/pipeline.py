@@ -379,12 +379,14 @@ def model_bytes_per_pixel(config, frames: int | None = None, planes: int = 1) ->
         if getattr(config, "refine", 0):  # its features (4), three hidden layers (refine_hidden), K² + 1 outputs, the softmax,
             # one frame's squared kernels, with refine_context a float32 copy of the U-Net's last features, with
             # refine_search the non-local means' neighbours, distances, weights and their product (S² maps each), with
-            # refine_wiener P the two DCTs, the gains and their product (P² maps each, on a frame grown by P - 1), with
+            # refine_wiener P the two DCTs, the gains and their product (P² maps each, on a frame grown by P - 1, over the
+            # step² with refine_wiener_step), with
             # refine_wiener_mean the frames' mean, its noise and the two maps of their difference
             search, wiener = getattr(config, "refine_search", 0), getattr(config, "refine_wiener", 0)
             gating += (4 + 3 * getattr(config, "refine_hidden", 32) + 2 * (config.refine**2 + 1) + config.kernel_size**2 + 6
                        + config.widths[int(config.half_res_output)] * int(getattr(config, "refine_context", False))
-                       + (4 * search**2 + 6) * bool(search) + (4 * wiener**2 + 6) * bool(wiener)
+                       + (4 * search**2 + 6) * bool(search)
+                       + (4 * wiener**2 // getattr(config, "refine_wiener_step", 1) ** 2 + 6) * bool(wiener)
                        + 4 * int(getattr(config, "refine_wiener_mean", False)))
         if joint:  # every plane's kernel maps at once, views of the head's output (no transient copy), normalised
             # in place; the gate and the blend run on all planes together (measured: kpn-bayer-preview 4.2-4.6 kB/px)

@@ -151,6 +151,10 @@ class ModelConfig:
     # static s4 gbase: 48.52 dB filtering the merge, 49.46 filtering the mean, bm3d-merged 49.35), while the mean of
     # pre-aligned frames keeps it white; where the frames disagree the net learns to leave the filter out.
     refine_wiener_mean: bool = False
+    # The Wiener filter's patches every this many pixels in both directions (BM3D's step; 1: at every pixel). Measured
+    # on the shipped default, not refitted (scripts/experiments/wiener_stride.py): step 2 costs 0.02 dB on the sweep
+    # grid's mean and takes 17 % off the network's time on a 480² tile; steps 3 and 4 cost more and save no more.
+    refine_wiener_step: int = 1
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("kind", self.kind, KINDS), ("init", self.init, INITS),
@@ -181,6 +185,9 @@ class ModelConfig:
         if self.refine_wiener and (not self.refine or self.refine_wiener < 2):
             raise BurstKPNError(f"refine_wiener is a DCT patch size of the last spatial stage: >= 2 with refine, got "
                                 f"{self.refine_wiener} with refine = {self.refine}")
+        if not 1 <= self.refine_wiener_step <= max(self.refine_wiener, 1):
+            raise BurstKPNError(f"refine_wiener_step is the Wiener filter's patch step: 1 to its patch size "
+                                f"({self.refine_wiener}), got {self.refine_wiener_step}")
         if self.refine_wiener_mean and not self.refine_wiener:
             raise BurstKPNError("refine_wiener_mean is the input of the last stage's Wiener filter: it needs refine_wiener")
         if self.refine_hidden < 1:
@@ -300,7 +307,8 @@ class KPN(BurstDenoiser):
         self.noise_gain = NoiseGain(resampling=config.gain_resampling) if config.noise_gain else None
         context = config.widths[1 if config.half_res_output else 0] if config.refine_context else 0
         self.refine = (SpatialRefine(config.refine, hidden=config.refine_hidden, context=context, search=config.refine_search,
-                                     wiener=config.refine_wiener, wiener_mean=config.refine_wiener_mean)
+                                     wiener=config.refine_wiener, wiener_mean=config.refine_wiener_mean,
+                                     wiener_step=config.refine_wiener_step)
                        if config.refine else None)
 
     def forward(self, burst: torch.Tensor, noise_map: torch.Tensor | None = None,
@@ -700,15 +708,17 @@ class SpatialRefine(nn.Module):
     s + s2 + s3. With ``wiener_mean`` (`ModelConfig.refine_wiener_mean`) the filter reads the frames' ``mean`` (noise
     std ``mean_sigma``, both (B, H, W)) in place of the stage's input, and the net two more maps after the context:
     log(1 + the local mean square of mean - output over their summed noise variances), 3x3 and 7x7. The last layer's
-    weights are zero: s = s2 = s3 = 0 at first (a grown model computes what it did before). Runs in float32: the detail
-    it removes is a few thousandths of white."""
+    weights are zero: s = s2 = s3 = 0 at first (a grown model computes what it did before). ``wiener_step``: the filter's
+    patches every that many pixels (`ModelConfig.refine_wiener_step`). Runs in float32: the detail it removes is a few
+    thousandths of white."""
 
     FEATURES = 4
 
     def __init__(self, size: int, hidden: int = 32, context: int = 0, search: int = 0, wiener: int = 0,
-                 wiener_mean: bool = False):
+                 wiener_mean: bool = False, wiener_step: int = 1):
         super().__init__()
         self.size, self.context, self.search, self.wiener, self.wiener_mean = size, context, search, wiener, wiener_mean
+        self.wiener_step = wiener_step
         self.net = nn.Sequential(nn.Conv2d(self.FEATURES + context + 2 * int(wiener_mean), hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
                                  nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode="replicate"), nn.ReLU(),
@@ -768,7 +778,7 @@ class SpatialRefine(nn.Module):
             if self.wiener:
                 noisy, noise = (mean, mean_sigma) if self.wiener_mean else (output, sigma)
                 wiener = dct_wiener(noisy.float()[:, None], refined.float()[:, None], noise.float()[:, None],
-                                    self.dct_matrix, self.wiener_log_scale.exp())[:, 0]
+                                    self.dct_matrix, self.wiener_log_scale.exp(), self.wiener_step)[:, 0]
                 third = 1.5 * torch.tanh(raw[:, -1])
                 refined = refined + third * (wiener - refined)
                 strength = strength + third
@@ -783,24 +793,26 @@ def dct_matrix(size: int) -> torch.Tensor:
     return c.float()
 
 
-def patch_dct(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """image (B, 1, H, W), matrix (P, P) from `dct_matrix` -> (B, P², H - P + 1, W - P + 1): the 2-D DCT of every P x P
-    patch, coefficient (u down, v across) in channel v·P + u. Separable (2P multiply-adds per coefficient, not P²)."""
+def patch_dct(image: torch.Tensor, matrix: torch.Tensor, step: int = 1) -> torch.Tensor:
+    """image (B, 1, H, W), matrix (P, P) from `dct_matrix` -> (B, P², (H - P) // step + 1, (W - P) // step + 1): the 2-D
+    DCT of every P x P patch whose corner is on the ``step`` grid, coefficient (u down, v across) in channel v·P + u.
+    Separable (2P multiply-adds per coefficient, not P²)."""
     size = matrix.shape[0]
-    across = F.conv2d(image, matrix.reshape(size, 1, 1, size))  # channel v
-    return F.conv2d(across, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size)
+    across = F.conv2d(image, matrix.reshape(size, 1, 1, size), stride=(1, step))  # channel v
+    return F.conv2d(across, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size, stride=(step, 1))
 
 
-def patch_idct(coeffs: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """The adjoint of `patch_dct`: (B, P², H', W') -> (B, 1, H' + P - 1, W' + P - 1), every patch's inverse DCT added
-    where the patch sits."""
+def patch_idct(coeffs: torch.Tensor, matrix: torch.Tensor, step: int = 1) -> torch.Tensor:
+    """The adjoint of `patch_dct`: (B, P², H', W') -> (B, 1, (H' - 1)·step + P, (W' - 1)·step + P), every patch's
+    inverse DCT added where the patch sits."""
     size = matrix.shape[0]
-    down = F.conv_transpose2d(coeffs, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size)
-    return F.conv_transpose2d(down, matrix.reshape(size, 1, 1, size))
+    down = F.conv_transpose2d(coeffs, matrix.repeat(size, 1).reshape(size * size, 1, size, 1), groups=size,
+                              stride=(step, 1))
+    return F.conv_transpose2d(down, matrix.reshape(size, 1, 1, size), stride=(1, step))
 
 
 def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, matrix: torch.Tensor,
-               scale: torch.Tensor | None = None) -> torch.Tensor:
+               scale: torch.Tensor | None = None, step: int = 1) -> torch.Tensor:
     """Empirical Wiener filtering in a sliding DCT (the second step of BM3D, Dabov et al. 2007, without grouping):
     noisy, pilot (an estimate of the clean image), sigma (noisy's noise std) (B, 1, H, W), matrix (P, P) from
     `dct_matrix`, scale (P²,) a factor on the noise variance per coefficient (`patch_dct`'s order; None: 1) ->
@@ -808,12 +820,13 @@ def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, ma
 
     Every P x P patch (edges replicated) has its coefficients c scaled by g = p²/(p² + scale·σ²), p the pilot's and σ²
     the patch's mean noise variance; the filtered patches are put back, each weighted by 1/(σ² Σ g²) (BM3D's
-    aggregation: a patch that kept less noise counts more), and every pixel is their weighted mean."""
+    aggregation: a patch that kept less noise counts more), and every pixel is their weighted mean. ``step`` > 1: only
+    the patches whose corner is on that grid (of the edge-replicated image), step² times fewer (BM3D's step)."""
     size = matrix.shape[0]
     pad = (size - 1, size - 1, size - 1, size - 1)
-    coeffs = patch_dct(F.pad(noisy, pad, mode="replicate"), matrix)  # (B, P², H + P - 1, W + P - 1)
-    guide = patch_dct(F.pad(pilot, pad, mode="replicate"), matrix).square_()
-    var = F.avg_pool2d(F.pad(sigma**2, pad, mode="replicate"), size, stride=1).clamp(min=1e-12)
+    coeffs = patch_dct(F.pad(noisy, pad, mode="replicate"), matrix, step)  # (B, P², H + P - 1, W + P - 1) at step 1
+    guide = patch_dct(F.pad(pilot, pad, mode="replicate"), matrix, step).square_()
+    var = F.avg_pool2d(F.pad(sigma**2, pad, mode="replicate"), size, stride=step).clamp(min=1e-12)
     noise = var if scale is None else var * scale[None, :, None, None]
     if torch.is_grad_enabled():
         gain = guide / (guide + noise)
@@ -823,9 +836,11 @@ def dct_wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: torch.Tensor, ma
         gain = guide.div_(guide + noise)
         weight = (var * torch.linalg.vector_norm(gain, dim=1, keepdim=True).square_()).clamp_(min=1e-12).reciprocal_()
         filtered = coeffs.mul_(gain).mul_(weight)
-    total = patch_idct(filtered, matrix)
-    coverage = F.conv_transpose2d(weight, torch.ones(1, 1, size, size, dtype=weight.dtype, device=weight.device))
-    crop = (slice(None), slice(None), slice(size - 1, -(size - 1)), slice(size - 1, -(size - 1)))
+    total = patch_idct(filtered, matrix, step)
+    coverage = F.conv_transpose2d(weight, torch.ones(1, 1, size, size, dtype=weight.dtype, device=weight.device),
+                                  stride=step)
+    h, w = noisy.shape[-2:]
+    crop = (slice(None), slice(None), slice(size - 1, size - 1 + h), slice(size - 1, size - 1 + w))
     return total[crop] / coverage[crop]
 
 
@@ -930,6 +945,8 @@ def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
         return False
     if not old.refine:  # a new last stage comes with its own width
         added["refine_hidden"] = new.refine_hidden
+    if not old.refine_wiener:  # and a new filter with its own step
+        added["refine_wiener_step"] = new.refine_wiener_step
     try:
         return old != new and replace(old, prealign=new.prealign, **added) == new
     except BurstKPNError:  # old's parts with new's growable ones are no valid model (a part without what it needs)
