@@ -780,8 +780,8 @@ def test_reference_blend_moves_the_output_toward_the_reference_frame():
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_dct_wiener_is_the_empirical_wiener_filter_of_every_patch_averaged_with_bm3d_weights(step):
     """`dct_wiener` against a naive loop over patches: each P x P patch of the edge-replicated image (every patch that
-    covers a pixel of the image; with ``step`` only those whose corner is on that grid) goes through the orthonormal 2-D DCT (built here as the outer products of
-    `dct_matrix`'s rows, C·Cᵀ = I), each coefficient (u, v) is scaled by p²/(p² + λ·σ̄²), p the pilot's coefficient,
+    covers a pixel of the image; with ``step`` only those whose corner is on that grid) goes through the orthonormal
+    2-D DCT (built here as the outer products of `dct_matrix`'s rows, C·Cᵀ = I), each coefficient (u, v) is scaled by p²/(p² + λ·σ̄²), p the pilot's coefficient,
     λ the factor at v·P + u and σ̄² the patch's mean noise variance, and the patches are averaged per pixel with weights
     1/(σ̄² Σ g²). Scaling the noise variance the wrong way round, or averaging without the weights, fails it."""
     from burstkpn.models.kpn import dct_matrix, dct_wiener
